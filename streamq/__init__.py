@@ -1,0 +1,47 @@
+"""streamq: a background job queue for Python on Redis Streams that loses no job."""
+
+from streamq.app import App
+from streamq.dead import DeadJob, DeadLetters
+from streamq.errors import (
+    ConfigError,
+    DecodeError,
+    EnqueueError,
+    PayloadTooLarge,
+    Retry,
+    StreamqConnectionError,
+    StreamqError,
+    UnknownTask,
+)
+from streamq.handle import Job
+from streamq.job import Envelope
+from streamq.keys import QueueKeys
+from streamq.settings import AppSettings, QueueSettings, WorkerSettings
+from streamq.supervisor import PoolSettings, Supervisor
+from streamq.task import Task
+from streamq.worker import Worker
+
+__all__ = [
+    "App",
+    "AppSettings",
+    "ConfigError",
+    "DeadJob",
+    "DeadLetters",
+    "DecodeError",
+    "EnqueueError",
+    "Envelope",
+    "Job",
+    "PayloadTooLarge",
+    "PoolSettings",
+    "QueueKeys",
+    "QueueSettings",
+    "Retry",
+    "StreamqConnectionError",
+    "StreamqError",
+    "Supervisor",
+    "Task",
+    "UnknownTask",
+    "Worker",
+    "WorkerSettings",
+]
+
+__version__ = "0.1.0"

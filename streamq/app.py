@@ -1,0 +1,270 @@
+"""The App: task registry and producer API, usable without importing any task code."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec, TypeVar, overload
+
+import redis
+
+from streamq import codec
+from streamq.errors import ConfigError, EnqueueError, StreamqConnectionError, UnknownTask
+from streamq.handle import Job
+from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
+from streamq.keys import QueueKeys, check_queue_name
+from streamq.settings import AppSettings, TaskOptions, priority_value
+from streamq.store import Store, connect
+from streamq.task import Task
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, the unit of every timestamp streamq stores."""
+    return time.time_ns() // 1_000_000
+
+
+def _delay_ms(delay: float | timedelta) -> int:
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if seconds < 0:
+        raise ConfigError(f"delay must be >= 0, got {seconds}s")
+    return int(seconds * 1000)
+
+
+def _at_ms(when: datetime) -> int:
+    if when.tzinfo is None:
+        raise ConfigError("enqueue_at needs a timezone-aware datetime (naive times are ambiguous)")
+    return int(when.timestamp() * 1000)
+
+
+class App:
+    """A registry of tasks and a connection to one Redis.
+
+    Args:
+        redis_url: where the queues live; default ``$STREAMQ_REDIS_URL``, else localhost.
+        settings: queue and payload settings; see :class:`AppSettings`.
+
+    Nothing connects until the first call that needs Redis, and each process (after a fork)
+    opens its own connection.
+    """
+
+    def __init__(self, redis_url: str | None = None, settings: AppSettings | None = None) -> None:
+        self.redis_url = redis_url or os.environ.get("STREAMQ_REDIS_URL") or DEFAULT_REDIS_URL
+        self.settings = settings or AppSettings()
+        check_queue_name(self.settings.default_queue)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._store: Store | None = None
+        self._store_pid = 0
+
+    # -- registry --------------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        max_retries: int = 3,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 300.0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        priority: str | int = "normal",
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        max_retries: int = 3,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 300.0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        priority: str | int = "normal",
+    ) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
+
+        Raises:
+            ConfigError: the name is taken or an option is invalid.
+        """
+        options = TaskOptions(
+            queue=check_queue_name(queue or self.settings.default_queue),
+            max_retries=max_retries,
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=backoff_cap_s,
+            retry_on=retry_on,
+            priority=priority_value(priority),
+        )
+
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
+            task_name = name or func.__name__
+            if task_name in self.tasks:
+                raise ConfigError(f"task name {task_name!r} is already registered")
+            registered: Task[Any, Any] = Task(self, func, task_name, options)
+            self.tasks[task_name] = registered
+            return registered
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        """The task registered as ``name``; only these ever run."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTask(f"no task registered as {name!r}") from None
+
+    # -- connection ------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """This process's store; reopened after a fork so no socket is shared."""
+        pid = os.getpid()
+        if self._store is None or self._store_pid != pid:
+            self._store = Store(connect(self.redis_url, self.settings.socket_timeout_s))
+            self._store_pid = pid
+        return self._store
+
+    def new_store(self, socket_timeout_s: float | None = None) -> Store:
+        """A store on its own connection, for a loop that blocks (worker reads)."""
+        timeout = socket_timeout_s or self.settings.socket_timeout_s
+        return Store(connect(self.redis_url, timeout))
+
+    def client(self) -> redis.Redis:
+        """The raw redis-py client, for tests and tools that inspect Redis directly."""
+        return self.store.client
+
+    # -- producing -------------------------------------------------------------------------
+    def envelope(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: str | int = PRIORITY_NORMAL,
+        max_retries: int | None = None,
+        backoff_base_ms: int | None = None,
+        backoff_cap_ms: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Envelope:
+        """Build a job for ``task`` by name, without sending it."""
+        ts = now_ms()
+        return Envelope(
+            id=new_job_id(ts),
+            task=task,
+            queue=check_queue_name(queue or self.settings.default_queue),
+            args=list(args),
+            kwargs=dict(kwargs or {}),
+            enqueued_ms=ts,
+            priority=priority_value(priority),
+            max_retries=max_retries,
+            backoff_base_ms=backoff_base_ms,
+            backoff_cap_ms=backoff_cap_ms,
+            headers=dict(headers or {}),
+        )
+
+    def enqueue(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: str | int | None = None,
+        max_retries: int | None = None,
+    ) -> Job[Any]:
+        """Enqueue ``task`` by name, for producers that do not import the task code.
+
+        The queue and priority default to the task's own when it is registered here.
+        """
+        known = self.tasks.get(task)
+        env = self.envelope(
+            task,
+            args,
+            kwargs,
+            queue=queue or (known.options.queue if known else None),
+            priority=priority
+            if priority is not None
+            else (known.options.priority if known else PRIORITY_NORMAL),
+            max_retries=max_retries,
+        )
+        return self.send(env, delay=delay, at=at)
+
+    def enqueue_in(self, delay: float | timedelta, task: str, *a: Any, **kw: Any) -> Job[Any]:
+        """Enqueue ``task`` by name to run after ``delay``."""
+        return self.enqueue(task, *a, delay=delay, **kw)
+
+    def enqueue_at(self, when: datetime, task: str, *a: Any, **kw: Any) -> Job[Any]:
+        """Enqueue ``task`` by name to run at ``when``."""
+        return self.enqueue(task, *a, at=when, **kw)
+
+    def send(
+        self, env: Envelope, delay: float | timedelta | None = None, at: datetime | None = None
+    ) -> Job[Any]:
+        """Send one prepared envelope, now or later.
+
+        Raises:
+            EnqueueError: not accepted; after a timeout it may still have been, see README.
+            PayloadTooLarge: the encoding is over ``max_payload_bytes``.
+        """
+        payload = self._encode(env)
+        keys = QueueKeys(env.queue)
+        due: int | None = None
+        if at is not None:
+            due = _at_ms(at)
+        elif delay is not None:
+            due = now_ms() + _delay_ms(delay)
+        try:
+            if due is not None:
+                self.store.schedule([(keys, payload, due)])
+                return Job(env, None, due)
+            (entry_id,) = self.store.add([(keys, payload)])
+        except StreamqConnectionError as e:
+            raise EnqueueError(f"job {env.id} ({env.task}) was not enqueued: {e}") from e
+        return Job(env, entry_id.decode(), None)
+
+    def enqueue_many(self, envelopes: Iterable[Envelope], batch_size: int = 1000) -> list[Job[Any]]:
+        """Send many prepared envelopes, one round trip per ``batch_size`` jobs.
+
+        Each batch is pipelined, not transactional: on an error, jobs of earlier batches are
+        enqueued and the exception says how many.
+        """
+        jobs: list[Job[Any]] = []
+        batch: list[Envelope] = []
+        for env in envelopes:
+            batch.append(env)
+            if len(batch) >= batch_size:
+                jobs.extend(self._send_batch(batch, len(jobs)))
+                batch = []
+        if batch:
+            jobs.extend(self._send_batch(batch, len(jobs)))
+        return jobs
+
+    def _send_batch(self, batch: list[Envelope], done: int) -> list[Job[Any]]:
+        items = [(QueueKeys(env.queue), self._encode(env)) for env in batch]
+        try:
+            ids = self.store.add(items)
+        except StreamqConnectionError as e:
+            raise EnqueueError(f"bulk enqueue stopped after {done} jobs: {e}") from e
+        return [Job(env, eid.decode(), None) for env, eid in zip(batch, ids, strict=True)]
+
+    def _encode(self, env: Envelope) -> bytes:
+        try:
+            return codec.encode(env, self.settings.max_payload_bytes)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise EnqueueError(
+                f"job {env.id} ({env.task}) has arguments msgpack cannot encode: {e}"
+            ) from e

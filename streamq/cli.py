@@ -1,0 +1,183 @@
+"""``streamq`` command line: parse arguments, then call one library function."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from streamq import logging as sq_logging
+from streamq.app import App, now_ms
+from streamq.dead import DeadJob, DeadLetters
+from streamq.errors import StreamqError
+from streamq.keys import QueueKeys
+from streamq.scheduler import Scheduler
+from streamq.settings import WorkerSettings
+from streamq.supervisor import EXIT_ERROR, EXIT_USAGE, PoolSettings, Supervisor
+
+
+def load_app(spec: str, redis_url: str | None) -> App:
+    """Import ``module:attribute`` (from the current directory too) and return the App."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise StreamqError(f"--app must look like module:attribute, got {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    app = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(app, App):
+        raise StreamqError(f"{spec} is a {type(app).__name__}, not a streamq.App")
+    if redis_url:
+        app.redis_url = redis_url
+    return app
+
+
+def _app(args: argparse.Namespace) -> App:
+    if args.app:
+        return load_app(args.app, args.redis_url)
+    return App(args.redis_url)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    app = _app(args)
+    queues = tuple(args.queue) or tuple(sorted({t.options.queue for t in app.tasks.values()}))
+    settings = WorkerSettings(
+        queues=queues or (app.settings.default_queue,),
+        group=args.group,
+        burst=args.burst,
+        log_jobs=args.log_jobs,
+    )
+    pool = PoolSettings(processes=args.processes, grace_s=args.grace_s)
+    return Supervisor(app, settings, pool).run()
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    app = _app(args)
+    scheduler = Scheduler(app.store, [QueueKeys(q) for q in args.queue or ["default"]])
+    while True:
+        wake = scheduler.run(now_ms())
+        time.sleep(max(0.0, (wake - now_ms()) / 1000))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    app = _app(args)
+    queues = args.queue or sorted({t.options.queue for t in app.tasks.values()}) or ["default"]
+    out = []
+    for q in queues:
+        s = app.store.stats(QueueKeys(q), args.group)
+        out.append(
+            {
+                "queue": s.queue,
+                "group": args.group,
+                "queued": s.queued,
+                "pending": s.pending,
+                "delayed": s.delayed,
+                "dead": s.dead,
+                "consumers": s.consumers,
+            }
+        )
+    print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+    return 0
+
+
+def _dead_row(j: DeadJob, full: bool = False) -> dict[str, object]:
+    row: dict[str, object] = {
+        "id": j.id,
+        "reason": j.reason,
+        "task": j.task,
+        "job_id": j.job_id,
+        "attempts": j.attempts,
+        "error": f"{j.error_type}: {j.error_message}".strip(": "),
+    }
+    if full:
+        row["fields"] = j.fields
+        row["traceback"] = j.traceback
+        row["payload_bytes"] = len(j.payload)
+    return row
+
+
+def cmd_dead(args: argparse.Namespace) -> int:
+    dead = DeadLetters(_app(args).store, args.queue)
+    ids = args.id or None
+    if args.action == "list":
+        for job in dead.list(args.task, args.limit):
+            print(json.dumps(_dead_row(job)))
+        return 0
+    if args.action == "show":
+        for i in args.id:
+            found = dead.get(i)
+            print(
+                json.dumps(_dead_row(found, full=True), indent=2)
+                if found
+                else json.dumps({"id": i, "error": "not found"})
+            )
+        return 0
+    if ids is None and not args.all and args.task is None:
+        print("refusing to touch every dead letter: pass --id, --task or --all", file=sys.stderr)
+        return EXIT_USAGE
+    if args.action == "replay":
+        n = dead.replay(ids, args.task, progress=lambda d: print(f"replayed {d}", file=sys.stderr))
+    else:
+        n = dead.purge(ids, args.task)
+    print(json.dumps({args.action: n}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamq", description="Job queue on Redis Streams.")
+    p.add_argument("--redis-url", default=None, help="overrides the app's URL")
+    p.add_argument("--log-format", choices=sq_logging.FORMATS, default="json")
+    p.add_argument("--log-level", default="info")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("worker", help="run a supervised pool of worker processes")
+    w.add_argument("--app", required=True, help="module:attribute of your streamq.App")
+    w.add_argument("--group", default="default", help="consumer group name")
+    w.add_argument("--queue", action="append", default=[], help="repeatable; default: all")
+    w.add_argument("--processes", type=int, default=os.cpu_count() or 2)
+    w.add_argument("--grace-s", type=float, default=30.0, help="drain time on SIGTERM")
+    w.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    w.add_argument("--log-jobs", choices=("all", "failures"), default="all")
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("scheduler", help="promote delayed jobs (workers run one too)")
+    s.add_argument("--app", default=None)
+    s.add_argument("--queue", action="append", default=[])
+    s.set_defaults(func=cmd_scheduler)
+
+    i = sub.add_parser("info", help="queue depth, pending per consumer, delayed, dead")
+    i.add_argument("--app", default=None)
+    i.add_argument("--queue", action="append", default=[])
+    i.add_argument("--group", default="default")
+    i.set_defaults(func=cmd_info)
+
+    d = sub.add_parser("dead", help="list, show, replay or purge dead letters")
+    d.add_argument("action", choices=("list", "show", "replay", "purge"))
+    d.add_argument("--app", default=None)
+    d.add_argument("--queue", default="default")
+    d.add_argument("--id", action="append", default=[])
+    d.add_argument("--task", default=None)
+    d.add_argument("--all", action="store_true")
+    d.add_argument("--limit", type=int, default=100)
+    d.set_defaults(func=cmd_dead)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamq`` command."""
+    args = build_parser().parse_args(argv)
+    sq_logging.configure(args.log_format, args.log_level, sys.stdout)
+    try:
+        code: int = args.func(args)
+    except StreamqError as e:
+        print(f"streamq: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

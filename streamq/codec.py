@@ -1,0 +1,102 @@
+"""msgpack encoding of envelopes, with a schema version, a size limit and typed decode errors.
+
+Never pickle: a payload is data, and decoding it can only ever yield an :class:`Envelope` or a
+:class:`DecodeError` that keeps the raw bytes for the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from streamq.errors import DecodeError, PayloadTooLarge
+from streamq.job import Envelope
+
+SCHEMA_VERSION = 1
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+
+# Wire names are short: they are repeated in every job held in Redis.
+_REQUIRED = {"id": str, "t": str, "q": str, "a": list, "k": dict, "n": int, "e": int}
+_OPTIONAL_INT = ("r", "p", "bb", "bc")
+
+
+def encode(env: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
+    """Return the msgpack bytes of ``env``.
+
+    Raises:
+        PayloadTooLarge: the encoding is over ``max_bytes``.
+        TypeError: an argument msgpack cannot represent (a naive datetime, an object).
+    """
+    doc: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "id": env.id,
+        "t": env.task,
+        "q": env.queue,
+        "a": list(env.args),
+        "k": dict(env.kwargs),
+        "n": env.attempt,
+        "e": env.enqueued_ms,
+        "p": env.priority,
+    }
+    if env.max_retries is not None:
+        doc["r"] = env.max_retries
+    if env.backoff_base_ms is not None:
+        doc["bb"] = env.backoff_base_ms
+    if env.backoff_cap_ms is not None:
+        doc["bc"] = env.backoff_cap_ms
+    if env.headers:
+        doc["h"] = dict(env.headers)
+    data: bytes = msgpack.packb(doc, use_bin_type=True, datetime=True)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"job {env.id} encodes to {len(data)} bytes, limit is {max_bytes}")
+    return data
+
+
+def decode(raw: bytes, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Envelope:
+    """Return the envelope in ``raw``.
+
+    Raises:
+        DecodeError: with reason ``too_large``, ``undecodable``, ``unsupported_version`` or
+            ``wrong_shape``; its ``raw`` attribute holds the input.
+    """
+    if len(raw) > max_bytes:
+        raise DecodeError("too_large", f"{len(raw)} bytes, limit is {max_bytes}", raw)
+    try:
+        doc = msgpack.unpackb(raw, raw=False, strict_map_key=False, timestamp=3)
+    except Exception as e:
+        raise DecodeError("undecodable", f"{type(e).__name__}: {e}", raw) from e
+    if not isinstance(doc, dict):
+        raise DecodeError("wrong_shape", f"expected a map, got {type(doc).__name__}", raw)
+    version = doc.get("v")
+    if version != SCHEMA_VERSION:
+        kind = "unsupported_version" if isinstance(version, int) else "wrong_shape"
+        raise DecodeError(kind, f"schema version {version!r}", raw)
+    for name, typ in _REQUIRED.items():
+        value = doc.get(name)
+        if not isinstance(value, typ) or isinstance(value, bool):
+            raise DecodeError("wrong_shape", f"field {name!r} is not a {typ.__name__}", raw)
+    for name in _OPTIONAL_INT:
+        value = doc.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise DecodeError("wrong_shape", f"field {name!r} is not an int", raw)
+    kwargs = doc["k"]
+    if not all(isinstance(k, str) for k in kwargs):
+        raise DecodeError("wrong_shape", "keyword argument names must be strings", raw)
+    headers = doc.get("h") or {}
+    if not isinstance(headers, dict):
+        raise DecodeError("wrong_shape", "field 'h' is not a map", raw)
+    return Envelope(
+        id=doc["id"],
+        task=doc["t"],
+        queue=doc["q"],
+        args=doc["a"],
+        kwargs=kwargs,
+        attempt=doc["n"],
+        max_retries=doc.get("r"),
+        enqueued_ms=doc["e"],
+        priority=doc.get("p", 1),
+        backoff_base_ms=doc.get("bb"),
+        backoff_cap_ms=doc.get("bc"),
+        headers=headers,
+    )

@@ -1,0 +1,130 @@
+"""The dead-letter workflow: list, show, replay and purge what could not be run."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from streamq import codec
+from streamq.errors import DecodeError
+from streamq.keys import QueueKeys
+from streamq.store import DeadLetter, Store
+
+
+@dataclass(frozen=True, slots=True)
+class DeadJob:
+    """A dead letter with its job decoded when possible."""
+
+    id: str
+    reason: str
+    task: str
+    job_id: str
+    error_type: str
+    error_message: str
+    traceback: str
+    attempts: int
+    payload: bytes
+    fields: dict[str, str]
+
+    @classmethod
+    def from_letter(cls, letter: DeadLetter) -> DeadJob:
+        """Read a raw dead-letter entry; undecodable payloads keep their bytes."""
+        f = letter.fields
+
+        def text(name: str) -> str:
+            return f.get(name, b"").decode("utf-8", "replace")
+
+        return cls(
+            id=letter.id,
+            reason=text("reason"),
+            task=text("task"),
+            job_id=text("job_id"),
+            error_type=text("error_type"),
+            error_message=text("error_message"),
+            traceback=text("traceback"),
+            attempts=int(f.get("attempts", b"0") or 0),
+            payload=f.get("j", b""),
+            fields={k: text(k) for k in f if k not in ("j", "traceback")},
+        )
+
+
+class DeadLetters:
+    """Dead letters of one queue."""
+
+    def __init__(self, store: Store, queue: str) -> None:
+        self.store = store
+        self.keys = QueueKeys(queue)
+
+    def iter(self, task: str | None = None, page: int = 500) -> Iterator[DeadJob]:
+        """Every dead letter, oldest first, optionally of one task; reads page by page."""
+        start = "-"
+        while True:
+            letters = self.store.dead_list(self.keys, start, page)
+            for letter in letters:
+                job = DeadJob.from_letter(letter)
+                if task is None or job.task == task:
+                    yield job
+            if len(letters) < page:
+                return
+            start = "(" + letters[-1].id
+
+    def list(self, task: str | None = None, limit: int = 100) -> builtins.list[DeadJob]:
+        """The first ``limit`` dead letters."""
+        out: builtins.list[DeadJob] = []
+        for job in self.iter(task):
+            out.append(job)
+            if len(out) >= limit:
+                break
+        return out
+
+    def get(self, dead_id: str) -> DeadJob | None:
+        """One dead letter by its entry id."""
+        letters = self.store.dead_list(self.keys, dead_id, 1)
+        if letters and letters[0].id == dead_id:
+            return DeadJob.from_letter(letters[0])
+        return None
+
+    def replay(
+        self,
+        ids: builtins.list[str] | None = None,
+        task: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        batch: int = 200,
+    ) -> int:
+        """Put dead jobs back on the stream with a fresh attempt count; return how many.
+
+        ``ids=None`` replays all (of ``task``, if given). Each batch moves atomically, and
+        only entries this call removed are re-added, so concurrent replays never duplicate.
+        """
+        chosen = self._select(ids, task)
+        done = 0
+        for start in range(0, len(chosen), batch):
+            moves = [(j.id.encode(), self._fresh(j.payload)) for j in chosen[start : start + batch]]
+            done += self.store.dead_replay(self.keys, moves)
+            if progress:
+                progress(done)
+        return done
+
+    def purge(self, ids: builtins.list[str] | None = None, task: str | None = None) -> int:
+        """Delete dead letters (all, of ``task``, or by id); return how many."""
+        chosen = self._select(ids, task)
+        return sum(
+            self.store.dead_delete(self.keys, [j.id for j in chosen[i : i + 500]])
+            for i in range(0, len(chosen), 500)
+        )
+
+    def _select(self, ids: builtins.list[str] | None, task: str | None) -> builtins.list[DeadJob]:
+        if ids is None:
+            return list(self.iter(task))
+        found = [self.get(i) for i in ids]
+        return [j for j in found if j is not None and (task is None or j.task == task)]
+
+    @staticmethod
+    def _fresh(payload: bytes) -> bytes:
+        """The payload with attempt 1; undecodable bytes go back as they were."""
+        try:
+            env = codec.decode(payload, max(len(payload), 1))
+        except DecodeError:
+            return payload
+        return codec.encode(env.fresh(), max(len(payload) * 2, 1024))

@@ -1,0 +1,103 @@
+"""Takes back entries whose worker died, and buries those that keep killing workers.
+
+Safe to run in many processes: each step is one script. The XAUTOCLAIM cursor is carried
+between steps, so a long head of healthy pending entries cannot starve the rest of the list.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from streamq import codec
+from streamq.errors import DecodeError, StreamqConnectionError
+from streamq.keys import QueueKeys
+from streamq.settings import AppSettings
+from streamq.store import Store
+
+log = structlog.get_logger("streamq.reaper")
+
+_START = b"0-0"
+
+
+class Reaper:
+    """Crash recovery for the consumer group ``group`` over ``queues``."""
+
+    def __init__(
+        self,
+        store: Store,
+        queues: list[QueueKeys],
+        group: str,
+        settings: AppSettings,
+        count: int = 100,
+    ) -> None:
+        self.store = store
+        self.queues = queues
+        self.group = group
+        self.settings = settings
+        self.count = count
+        self._cursors: dict[QueueKeys, bytes] = {}
+
+    def run_once(self, now_ms: int) -> bool:
+        """One claim step per queue; return True if a queue has more to scan right away."""
+        more = False
+        for keys in self.queues:
+            qs = self.settings.for_queue(keys.queue)
+            cursor = self._cursors.get(keys, _START)
+            result = self.store.reclaim_idle(
+                keys,
+                self.group,
+                qs.visibility_timeout_ms,
+                cursor,
+                self.count,
+                qs.max_deliveries,
+                now_ms,
+            )
+            self._cursors[keys] = result.cursor
+            more = more or result.cursor != _START
+            if result.requeued or result.deleted:
+                log.warning(
+                    "job.reclaimed",
+                    queue=keys.queue,
+                    group=self.group,
+                    count=result.requeued,
+                    deleted=result.deleted,
+                    idle_ms=qs.visibility_timeout_ms,
+                )
+            for entry_id, raw in result.buried:
+                self._log_buried(keys, entry_id, raw, qs.max_deliveries)
+        return more
+
+    def prune(self) -> None:
+        """Remove consumers that are long gone and own nothing."""
+        for keys in self.queues:
+            qs = self.settings.for_queue(keys.queue)
+            gone = self.store.prune_consumers(
+                keys, self.group, int(qs.prune_consumers_after_s * 1000)
+            )
+            if gone:
+                log.info("consumer.removed", queue=keys.queue, group=self.group, consumers=gone)
+
+    def run(self, now_ms: int) -> bool:
+        """:meth:`run_once`, logging instead of raising when Redis is away."""
+        try:
+            return self.run_once(now_ms)
+        except StreamqConnectionError as e:
+            log.warning("reaper.failed", error_message=str(e))
+            return False
+
+    def _log_buried(self, keys: QueueKeys, entry_id: bytes, raw: bytes, limit: int) -> None:
+        fields: dict[str, object] = {}
+        try:
+            env = codec.decode(raw, len(raw))
+            fields = {"job_id": env.id, "task": env.task, "attempt": env.attempt}
+        except DecodeError:
+            fields = {"entry_id": entry_id.decode()}
+        log.error(
+            "job.dead_lettered",
+            queue=keys.queue,
+            group=self.group,
+            outcome="dead",
+            reason="max_deliveries",
+            max_deliveries=limit,
+            **fields,
+        )

@@ -1,0 +1,117 @@
+"""Explicit, validated settings: an App's queues, a task's retry policy, a worker's loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streamq.errors import ConfigError
+from streamq.job import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
+
+PRIORITIES = {"high": PRIORITY_HIGH, "normal": PRIORITY_NORMAL, "low": PRIORITY_LOW}
+
+
+def priority_value(priority: str | int) -> int:
+    """Map ``"high" | "normal" | "low"`` (or 0..2) to the integer stored in the envelope."""
+    if isinstance(priority, str):
+        if priority not in PRIORITIES:
+            raise ConfigError(f"unknown priority {priority!r}: use one of {sorted(PRIORITIES)}")
+        return PRIORITIES[priority]
+    if not PRIORITY_LOW <= priority <= PRIORITY_HIGH:
+        raise ConfigError(f"priority {priority} is outside {PRIORITY_LOW}..{PRIORITY_HIGH}")
+    return priority
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """How the reaper treats one queue.
+
+    ``visibility_timeout_s`` is how long an entry may sit unrefreshed in a consumer's pending
+    list before the reaper takes it back. Live workers refresh their leases every third of it,
+    so it bounds the recovery time after a crash, not the length of a job.
+    """
+
+    visibility_timeout_s: float = 30.0
+    max_deliveries: int = 5
+    prune_consumers_after_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        _positive("visibility_timeout_s", self.visibility_timeout_s)
+        _positive("prune_consumers_after_s", self.prune_consumers_after_s)
+        if self.max_deliveries < 1:
+            raise ConfigError("max_deliveries must be at least 1")
+
+    @property
+    def visibility_timeout_ms(self) -> int:
+        """The visibility timeout in the unit Redis uses."""
+        return int(self.visibility_timeout_s * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """Settings shared by producers and workers of one App."""
+
+    default_queue: str = "default"
+    max_payload_bytes: int = 1024 * 1024
+    socket_timeout_s: float = 10.0
+    queues: dict[str, QueueSettings] = field(default_factory=dict)
+    default_queue_settings: QueueSettings = field(default_factory=QueueSettings)
+
+    def __post_init__(self) -> None:
+        _positive("max_payload_bytes", self.max_payload_bytes)
+        _positive("socket_timeout_s", self.socket_timeout_s)
+
+    def for_queue(self, queue: str) -> QueueSettings:
+        """The settings of ``queue``, falling back to the defaults."""
+        return self.queues.get(queue, self.default_queue_settings)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """A task's defaults; ``max_retries`` and backoff can be overridden per enqueue."""
+
+    queue: str
+    max_retries: int = 3
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    priority: int = PRIORITY_NORMAL
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ConfigError("max_retries must be >= 0")
+        if self.backoff_base_s < 0 or self.backoff_cap_s < 0:
+            raise ConfigError("backoff_base_s and backoff_cap_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """One worker process's loop.
+
+    Batches adapt to job length: the worker reads about ``batch_target_ms`` worth of jobs at a
+    time (at most ``max_batch``), so fast jobs are read in bulk while slow ones are read one by
+    one and spread over the pool. Finished entries are acknowledged together, at the end of a
+    batch or every ``ack_flush_ms``, whichever comes first: that bounds what a crash replays.
+    """
+
+    queues: tuple[str, ...] = ("default",)
+    group: str = "default"
+    block_ms: int = 1000
+    max_batch: int = 256
+    batch_target_ms: float = 20.0
+    ack_flush_ms: float = 10.0
+    burst: bool = False
+    burst_horizon_ms: int = 5000
+    log_jobs: str = "all"  # "all" | "failures": successes are the bulk of the log volume
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ConfigError("a worker needs at least one queue")
+        if self.block_ms < 1 or self.max_batch < 1:
+            raise ConfigError("block_ms and max_batch must be >= 1")
+        if self.log_jobs not in ("all", "failures"):
+            raise ConfigError("log_jobs must be 'all' or 'failures'")

@@ -1,0 +1,273 @@
+"""The worker pool: N forked worker processes, restarted when they die, drained on signals.
+
+The supervisor also runs the pool's scheduler and reaper, and refreshes the leases of its
+live children's entries, so a long job is never reclaimed while its process is alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from streamq.app import App, now_ms
+from streamq.errors import StreamqConnectionError
+from streamq.keys import QueueKeys
+from streamq.process import die_with_parent
+from streamq.reaper import Reaper
+from streamq.scheduler import Scheduler
+from streamq.settings import WorkerSettings
+from streamq.worker import Worker, consumer_name
+
+log = structlog.get_logger("streamq.supervisor")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_FORCED = 3  # the grace period ran out, or a second signal: in-flight jobs were killed
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """Size and shutdown behaviour of the pool."""
+
+    processes: int = 2
+    grace_s: float = 30.0
+    restart_backoff_max_s: float = 30.0
+    reap_interval_s: float = 1.0
+    prune_interval_s: float = 60.0
+
+
+@dataclass
+class _Child:
+    slot: int
+    pid: int
+    consumer: str
+    started: float
+    failures: int = 0
+
+
+@dataclass
+class _State:
+    stopping: bool = False
+    signals: int = 0
+    deadline: float = 0.0
+    restarts: dict[int, float] = field(default_factory=dict)  # slot -> restart at (monotonic)
+    failures: dict[int, int] = field(default_factory=dict)
+
+
+class Supervisor:
+    """Runs the pool until told to stop; :meth:`run` returns the exit code."""
+
+    def __init__(self, app: App, worker: WorkerSettings, pool: PoolSettings) -> None:
+        self.app = app
+        self.worker_settings = worker
+        self.pool = pool
+        self.children: dict[int, _Child] = {}
+        self.state = _State()
+        self.queues = [QueueKeys(q) for q in worker.queues]
+        self._log = log.bind(group=worker.group, pid=os.getpid())
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        """Start the pool and supervise it; blocks until it has stopped."""
+        sel, rfd, wfd = self._install_signals()
+        store = self.app.store
+        scheduler = Scheduler(store, self.queues)
+        reaper = Reaper(store, self.queues, self.worker_settings.group, self.app.settings)
+        self._log.info(
+            "supervisor.started",
+            processes=self.pool.processes,
+            queues=list(self.worker_settings.queues),
+        )
+        for slot in range(self.pool.processes):
+            self._spawn(slot)
+        now = time.monotonic()
+        next_sched = next_reap = next_touch = next_prune = now
+        touch_every = min(self._vt_s() / 3, 5.0)
+        try:
+            while True:
+                self._reap_children()
+                if self._finished():
+                    break
+                self._escalate()
+                now = time.monotonic()
+                self._restart_due(now)
+                if not self.state.stopping and now >= next_sched:
+                    wake_ms = scheduler.run(now_ms())
+                    next_sched = now + max(0, wake_ms - now_ms()) / 1000
+                if now >= next_touch:
+                    self._touch_leases()
+                    next_touch = now + touch_every
+                if not self.state.stopping and now >= next_reap:
+                    more = reaper.run(now_ms())
+                    next_reap = now + (0.01 if more else self.pool.reap_interval_s)
+                if now >= next_prune:
+                    self._safe(reaper.prune)
+                    next_prune = now + self.pool.prune_interval_s
+                timeout = max(0.0, min(next_sched, next_reap, next_touch, now + 0.5) - now)
+                self._wait(sel, rfd, timeout)
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(rfd)
+            os.close(wfd)
+        code = EXIT_FORCED if self.state.signals > 1 or self._killed else EXIT_OK
+        self._log.info("supervisor.stopped", exit_code=code)
+        return code
+
+    _killed = False
+
+    def _finished(self) -> bool:
+        if self.children:
+            return False
+        if self.state.stopping:
+            return True
+        # burst: children exit 0 once the queues are drained; nothing left to restart
+        return self.worker_settings.burst and not self.state.restarts
+
+    def _wait(self, sel: selectors.BaseSelector, rfd: int, timeout: float) -> None:
+        for _key, _ in sel.select(timeout):
+            with contextlib.suppress(BlockingIOError):
+                os.read(rfd, 512)
+
+    # -- signals ---------------------------------------------------------------------------
+    def _install_signals(self) -> tuple[selectors.BaseSelector, int, int]:
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        signal.set_wakeup_fd(wfd)
+        sel = selectors.DefaultSelector()
+        sel.register(rfd, selectors.EVENT_READ)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the selector
+        return sel, rfd, wfd
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.state.signals += 1
+        if self.state.signals == 1:
+            self.state.stopping = True
+            self.state.deadline = time.monotonic() + self.pool.grace_s
+            self.state.restarts.clear()
+            self._log.info(
+                "supervisor.stopping", signal=signal.Signals(signum).name, grace_s=self.pool.grace_s
+            )
+            self._signal_children(signal.SIGTERM)
+        else:
+            self._log.warning("supervisor.killing", signal=signal.Signals(signum).name)
+            self._signal_children(signal.SIGKILL)
+
+    def _escalate(self) -> None:
+        if self.state.stopping and self.children and time.monotonic() >= self.state.deadline:
+            if not self._killed:
+                self._log.warning("supervisor.grace_expired", children=len(self.children))
+                self._killed = True
+            self._signal_children(signal.SIGKILL)
+
+    def _signal_children(self, sig: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    # -- children --------------------------------------------------------------------------
+    def _spawn(self, slot: int) -> None:
+        consumer = consumer_name() + f":{slot}"
+        pid = os.fork()
+        if pid == 0:  # child
+            os._exit(_child_main(self.app, self.worker_settings, consumer))
+        self.children[pid] = _Child(slot, pid, consumer, time.monotonic())
+        self._log.info("worker.spawned", slot=slot, child_pid=pid, consumer=consumer)
+
+    def _reap_children(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            self._on_exit(child, status)
+
+    def _on_exit(self, child: _Child, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        lived = time.monotonic() - child.started
+        self._log.log(
+            20 if code == 0 else 40,
+            "worker.exited",
+            slot=child.slot,
+            child_pid=child.pid,
+            consumer=child.consumer,
+            exit_code=code,
+            lived_s=round(lived, 3),
+        )
+        if self.state.stopping or (self.worker_settings.burst and code == 0):
+            return
+        failures = self.state.failures.get(child.slot, 0)
+        failures = failures + 1 if lived < 10 else 0
+        self.state.failures[child.slot] = failures
+        delay = (
+            0.0
+            if failures <= 1
+            else min(self.pool.restart_backoff_max_s, 0.5 * 2 ** (failures - 2))
+        )
+        self.state.restarts[child.slot] = time.monotonic() + delay
+        if delay:
+            self._log.warning("worker.restart_delayed", slot=child.slot, delay_s=delay)
+
+    def _restart_due(self, now: float) -> None:
+        for slot, at in list(self.state.restarts.items()):
+            if at <= now and not self.state.stopping:
+                del self.state.restarts[slot]
+                self._spawn(slot)
+
+    # -- leases ----------------------------------------------------------------------------
+    def _vt_s(self) -> float:
+        return min(
+            self.app.settings.for_queue(q).visibility_timeout_s for q in self.worker_settings.queues
+        )
+
+    def _touch_leases(self) -> None:
+        """Refresh the entries every live child holds, so the reaper never takes them."""
+        min_idle = int(self._vt_s() * 1000 / 3)
+
+        def touch() -> None:
+            for child in list(self.children.values()):
+                for keys in self.queues:
+                    self.app.store.touch(keys, self.worker_settings.group, child.consumer, min_idle)
+
+        self._safe(touch)
+
+    def _safe(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except StreamqConnectionError as e:
+            self._log.warning("supervisor.redis_unavailable", error_message=str(e))
+
+
+def _child_main(app: App, settings: WorkerSettings, consumer: str) -> int:
+    """Entry point of a forked worker process; returns its exit code."""
+    code = EXIT_ERROR
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(
+            signal.SIGINT, signal.SIG_IGN
+        )  # Ctrl-C reaches the supervisor, which drains us
+        die_with_parent(signal.SIGTERM)
+        parent = os.getppid()
+        worker = Worker(app, settings, consumer)
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+        code = worker.run(lambda: os.getppid() == parent)
+    except BaseException:
+        log.exception("worker.crashed", consumer=consumer)
+    return code
