@@ -6,7 +6,8 @@
     │   └── PayloadTooLarge    its encoded size is over the limit
     ├── DecodeError            bytes in Redis that are not a job we can read
     ├── UnknownTask            a task name with no registered function
-    └── StreamqConnectionError Redis could not be reached or answered badly
+    ├── StreamqConnectionError Redis could not be reached, or the connection dropped
+    └── RedisCommandError      Redis refused a command (a bug, or keys changed under us)
 
 Foreign exceptions (redis-py, msgpack) are wrapped at the boundary with ``from``, so the
 original stays attached for debugging.
@@ -46,6 +47,10 @@ class UnknownTask(StreamqError):
 
 class StreamqConnectionError(StreamqError):
     """Redis could not be reached, or the connection dropped mid-command."""
+
+
+class RedisCommandError(StreamqError):
+    """Redis answered a command with an error; the message carries Redis's words."""
 
 
 class Retry(Exception):

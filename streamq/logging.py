@@ -16,9 +16,9 @@ import structlog
 FORMATS = ("json", "console")
 
 
-def _dumps(obj: Any, **kw: Any) -> str:
+def _dumps(obj: Any, **_kw: Any) -> str:
     # default=repr: a log line never fails because a value is not JSON (bytes, exceptions).
-    return json.dumps(obj, default=repr, separators=(",", ":"), **kw)
+    return json.dumps(obj, default=repr, separators=(",", ":"))
 
 
 def configure(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import structlog
 
 from streamq import codec
-from streamq.errors import DecodeError, StreamqConnectionError
+from streamq.errors import DecodeError, StreamqError
 from streamq.keys import QueueKeys
 from streamq.settings import AppSettings
 from streamq.store import Store
@@ -81,7 +81,7 @@ class Reaper:
         """:meth:`run_once`, logging instead of raising when Redis is away."""
         try:
             return self.run_once(now_ms)
-        except StreamqConnectionError as e:
+        except StreamqError as e:
             log.warning("reaper.failed", error_message=str(e))
             return False
 

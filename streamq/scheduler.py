@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from streamq.errors import StreamqConnectionError
+from streamq.errors import StreamqError
 from streamq.keys import QueueKeys
 from streamq.store import Store
 
@@ -44,6 +44,6 @@ class Scheduler:
         """:meth:`run_once`, logging instead of raising when Redis is away."""
         try:
             return self.run_once(now_ms)
-        except StreamqConnectionError as e:
+        except StreamqError as e:
             log.warning("scheduler.failed", error_message=str(e))
             return now_ms + 1000

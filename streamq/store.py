@@ -16,7 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from streamq.errors import ConfigError, StreamqConnectionError
+from streamq.errors import ConfigError, RedisCommandError, StreamqConnectionError
 from streamq.keys import QueueKeys
 from streamq.scripts import ReclaimResult, Scripts
 
@@ -64,6 +64,13 @@ def _wrapped(what: str) -> Iterator[None]:
         yield
     except _CONN_ERRORS as e:
         raise StreamqConnectionError(f"{what}: {type(e).__name__}: {e}") from e
+    except redis.ResponseError as e:
+        raise RedisCommandError(f"{what}: {e}") from e
+
+
+def _no_group(e: redis.ResponseError) -> bool:
+    """True for the error of a stream or group that does not exist (yet, or any more)."""
+    return "NOGROUP" in str(e)
 
 
 def connect(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
@@ -142,7 +149,7 @@ class Store:
                     group, consumer, streams, count=count, block=block_ms or None
                 )
             except redis.ResponseError as e:
-                if "NOGROUP" not in str(e):
+                if not _no_group(e):
                     raise
                 for keys in queues:
                     self.ensure_group(keys, group)
@@ -183,12 +190,22 @@ class Store:
     def touch(self, keys: QueueKeys, group: str, consumer: str, min_idle_ms: int) -> int:
         """Refresh the lease of ``consumer``'s entries idle at least ``min_idle_ms``."""
         with _wrapped("lease refresh failed"):
-            return self.scripts.touch(keys.stream, group, consumer, min_idle_ms, 10_000)
+            try:
+                return self.scripts.touch(keys.stream, group, consumer, min_idle_ms, 10_000)
+            except redis.ResponseError as e:
+                if _no_group(e):
+                    return 0
+                raise
 
     def release(self, keys: QueueKeys, group: str, consumer: str) -> tuple[int, bool]:
         """Requeue everything ``consumer`` still holds; drop it from the group if empty."""
         with _wrapped("release failed"):
-            return self.scripts.release(keys.stream, group, consumer, 10_000)
+            try:
+                return self.scripts.release(keys.stream, group, consumer, 10_000)
+            except redis.ResponseError as e:
+                if _no_group(e):
+                    return 0, True
+                raise
 
     # -- maintenance -----------------------------------------------------------------------
     def promote_due(self, keys: QueueKeys, now_ms: int, limit: int = 500) -> tuple[int, int]:
@@ -208,17 +225,22 @@ class Store:
     ) -> ReclaimResult:
         """One reaper step over the pending list, from ``cursor``."""
         with _wrapped("reclaim failed"):
-            return self.scripts.reclaim(
-                keys.stream,
-                keys.dead,
-                group,
-                REAPER_CONSUMER,
-                min_idle_ms,
-                cursor,
-                count,
-                max_deliveries,
-                now_ms,
-            )
+            try:
+                return self.scripts.reclaim(
+                    keys.stream,
+                    keys.dead,
+                    group,
+                    REAPER_CONSUMER,
+                    min_idle_ms,
+                    cursor,
+                    count,
+                    max_deliveries,
+                    now_ms,
+                )
+            except redis.ResponseError as e:
+                if _no_group(e):
+                    return ReclaimResult(b"0-0", 0, [], 0)
+                raise
 
     def prune_consumers(self, keys: QueueKeys, group: str, min_idle_ms: int) -> list[str]:
         """Delete consumers that are long idle and own nothing."""
@@ -226,7 +248,7 @@ class Store:
             try:
                 return self.scripts.prune(keys.stream, group, min_idle_ms)
             except redis.ResponseError as e:
-                if "NOGROUP" in str(e) or "no such key" in str(e):
+                if _no_group(e):
                     return []
                 raise
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from streamq.app import App, now_ms
-from streamq.errors import StreamqConnectionError
+from streamq.errors import StreamqError
 from streamq.keys import QueueKeys
 from streamq.process import die_with_parent
 from streamq.reaper import Reaper
@@ -79,6 +79,7 @@ class Supervisor:
         """Start the pool and supervise it; blocks until it has stopped."""
         sel, rfd, wfd = self._install_signals()
         store = self.app.store
+        self._ensure_groups()
         scheduler = Scheduler(store, self.queues)
         reaper = Reaper(store, self.queues, self.worker_settings.group, self.app.settings)
         self._log.info(
@@ -122,6 +123,20 @@ class Supervisor:
         return code
 
     _killed = False
+
+    def _ensure_groups(self) -> None:
+        """Create the groups before anything reads them; wait out a Redis that is not up yet."""
+        delay = 0.1
+        while not self.state.stopping:
+            try:
+                for keys in self.queues:
+                    self.app.store.ensure_group(keys, self.worker_settings.group)
+            except StreamqError as e:
+                self._log.warning("supervisor.redis_failed", error_message=str(e), retry_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            return
 
     def _finished(self) -> bool:
         if self.children:
@@ -250,8 +265,8 @@ class Supervisor:
     def _safe(self, fn: Callable[[], object]) -> None:
         try:
             fn()
-        except StreamqConnectionError as e:
-            self._log.warning("supervisor.redis_unavailable", error_message=str(e))
+        except StreamqError as e:
+            self._log.warning("supervisor.redis_failed", error_message=str(e))
 
 
 def _child_main(app: App, settings: WorkerSettings, consumer: str) -> int:

@@ -21,7 +21,7 @@ import structlog
 from streamq import codec
 from streamq.app import App, now_ms
 from streamq.backoff import compute_backoff_ms
-from streamq.errors import DecodeError, Retry, StreamqConnectionError
+from streamq.errors import DecodeError, RedisCommandError, Retry, StreamqConnectionError
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
 from streamq.settings import WorkerSettings
@@ -109,7 +109,9 @@ class Worker:
                     break
             except Interrupted:
                 break
-            except StreamqConnectionError as e:
+            except (StreamqConnectionError, RedisCommandError) as e:
+                # A refused command is retried like an outage: after a failover the new
+                # primary may answer READONLY or LOADING for a while.
                 down_since = self._outage(down_since, e)
                 self._buffer.clear()  # re-read from our pending list after reconnecting
                 self._recover = True
@@ -123,7 +125,7 @@ class Worker:
             self._flush()
             for keys in self.queues:
                 released += self.store.release(keys, self.settings.group, self.consumer)[0]
-        except StreamqConnectionError as e:
+        except (StreamqConnectionError, RedisCommandError) as e:
             # Whatever we hold stays pending; the reaper recovers it after the timeout.
             self._log.warning("worker.release_failed", error_message=str(e))
         self._log.info("worker.stopped", processed=self.processed, released=released)
@@ -337,13 +339,11 @@ class Worker:
         self._last_flush = time.perf_counter()
         if not self._acks:
             return
-        acks, self._acks = self._acks, {}
-        for keys, ids in acks.items():
-            try:
-                acked = self.store.ack(keys, self.settings.group, ids)
-            except StreamqConnectionError:
-                self._acks.setdefault(keys, []).extend(ids)
-                raise
+        while self._acks:
+            keys, ids = next(iter(self._acks.items()))
+            # Removed only after Redis took them: an outage keeps them for the retry.
+            acked = self.store.ack(keys, self.settings.group, ids)
+            del self._acks[keys]
             if acked < len(ids):
                 self._log.warning("job.lease_lost", queue=keys.queue, count=len(ids) - acked)
 
@@ -360,7 +360,7 @@ class Worker:
         while not self._stopping:
             try:
                 fn()
-            except StreamqConnectionError as e:
+            except (StreamqConnectionError, RedisCommandError) as e:
                 down_since = self._outage(down_since, e)
                 continue
             if down_since is not None:
