@@ -61,6 +61,7 @@ class App:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._store: Store | None = None
         self._store_pid = 0
+        self._store_url = ""
 
     # -- registry --------------------------------------------------------------------------
     @overload
@@ -128,11 +129,12 @@ class App:
     # -- connection ------------------------------------------------------------------------
     @property
     def store(self) -> Store:
-        """This process's store; reopened after a fork so no socket is shared."""
+        """This process's store; reopened after a fork (no shared socket) or a URL change."""
         pid = os.getpid()
-        if self._store is None or self._store_pid != pid:
+        if self._store is None or self._store_pid != pid or self._store_url != self.redis_url:
             self._store = Store(connect(self.redis_url, self.settings.socket_timeout_s))
             self._store_pid = pid
+            self._store_url = self.redis_url
         return self._store
 
     def new_store(self, socket_timeout_s: float | None = None) -> Store:

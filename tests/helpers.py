@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, IO
+from typing import Any
 
 import redis
 
@@ -22,11 +22,25 @@ class Pool:
     """A ``streamq worker`` subprocess whose JSON log lines are collected as they come."""
 
     def __init__(self, env: dict[str, str], args: Sequence[str] = (), processes: int = 2) -> None:
-        argv = [sys.executable, "-m", "streamq", "worker", "--app", "tests.apps.sample:app",
-                "--processes", str(processes), *args]
-        self._out: IO[bytes] = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "streamq",
+            "worker",
+            "--app",
+            "tests.apps.sample:app",
+            "--processes",
+            str(processes),
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -69,15 +83,21 @@ class Pool:
         self._reader.join(timeout=5)
         return code
 
+    def _release(self) -> None:
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None and not self._reader.is_alive():
+            self.proc.stdout.close()
+
     def close(self) -> None:
         """Stop everything this pool started, whatever state it is in."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
+        # Children die with the supervisor; the process group kill covers any straggler.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._release()
 
     def __enter__(self) -> Pool:
         return self
@@ -90,3 +110,9 @@ def runs(client: redis.Redis, queue: str) -> dict[str, int]:
     """Run counts recorded by ``tests.apps.sample`` tasks, by tag."""
     raw: Any = client.hgetall(f"sqtest:{queue}:runs")
     return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def entries(client: redis.Redis, key: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Every entry of the stream ``key``, typed (redis-py's reply type is loose)."""
+    raw: Any = client.xrange(key)
+    return [(eid, dict(fields)) for eid, fields in raw]

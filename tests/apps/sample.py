@@ -20,7 +20,8 @@ app = streamq.App(
     settings=AppSettings(
         default_queue=QUEUE,
         default_queue_settings=QueueSettings(
-            visibility_timeout_s=VT_S, max_deliveries=MAX_DELIVERIES,
+            visibility_timeout_s=VT_S,
+            max_deliveries=MAX_DELIVERIES,
             prune_consumers_after_s=float(os.environ.get("SQ_TEST_PRUNE_S", "600")),
         ),
     )
