@@ -10,13 +10,19 @@ import pytest
 
 import streamq
 from streamq.settings import AppSettings, QueueSettings
-from streamq.testing import RedisServer
+from streamq.testing import RedisServer, find_server
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server of our own on a free port (``$STREAMQ_SERVER`` picks the binary)."""
-    with RedisServer() as server:
+def _servers() -> list[str]:
+    """Every test runs on Redis 7 and on Valkey, unless ``$STREAMQ_SERVER`` names one."""
+    chosen = os.environ.get("STREAMQ_SERVER")
+    return [chosen] if chosen else ["redis", "valkey"]
+
+
+@pytest.fixture(scope="session", params=_servers())
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A server of our own on a free port: redis-server from PATH, or Valkey from the extra."""
+    with RedisServer(find_server(request.param)) as server:
         yield server
 
 

@@ -43,6 +43,9 @@ for _, id in ipairs(r[2]) do
     end
   end
 end
+-- Everything claimed was acked above, so the reaper's consumer owns nothing: drop it rather
+-- than leave a consumer behind (Valkey creates it even when nothing was claimed).
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 local result = {r[1], requeued, buried, deleted}
 for _, v in ipairs(out) do table.insert(result, v) end
 return result
