@@ -40,11 +40,16 @@ def _app(args: argparse.Namespace) -> App:
     return App(args.redis_url)
 
 
+def _queues(app: App, given: list[str]) -> list[str]:
+    """The queues named on the command line, else every queue the app's tasks use."""
+    queues = given or sorted({t.options.queue for t in app.tasks.values()})
+    return queues or [app.settings.default_queue]
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     app = _app(args)
-    queues = tuple(args.queue) or tuple(sorted({t.options.queue for t in app.tasks.values()}))
     settings = WorkerSettings(
-        queues=queues or (app.settings.default_queue,),
+        queues=tuple(_queues(app, args.queue)),
         group=args.group,
         burst=args.burst,
         log_jobs=args.log_jobs,
@@ -55,7 +60,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     app = _app(args)
-    scheduler = Scheduler(app.store, [QueueKeys(q) for q in args.queue or ["default"]])
+    scheduler = Scheduler(app.store, [QueueKeys(q) for q in _queues(app, args.queue)])
     while True:
         wake = scheduler.run(now_ms())
         time.sleep(max(0.0, (wake - now_ms()) / 1000))
@@ -63,7 +68,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     app = _app(args)
-    queues = args.queue or sorted({t.options.queue for t in app.tasks.values()}) or ["default"]
+    queues = _queues(app, args.queue)
     out = []
     for q in queues:
         s = app.store.stats(QueueKeys(q), args.group)
@@ -99,7 +104,8 @@ def _dead_row(j: DeadJob, full: bool = False) -> dict[str, object]:
 
 
 def cmd_dead(args: argparse.Namespace) -> int:
-    dead = DeadLetters(_app(args).store, args.queue)
+    app = _app(args)
+    dead = DeadLetters(app.store, args.queue or app.settings.default_queue)
     ids = args.id or None
     if args.action == "list":
         for job in dead.list(args.task, args.limit):
@@ -156,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dead", help="list, show, replay or purge dead letters")
     d.add_argument("action", choices=("list", "show", "replay", "purge"))
     d.add_argument("--app", default=None)
-    d.add_argument("--queue", default="default")
+    d.add_argument("--queue", default=None, help="default: the app's default queue")
     d.add_argument("--id", action="append", default=[])
     d.add_argument("--task", default=None)
     d.add_argument("--all", action="store_true")

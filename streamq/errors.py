@@ -25,7 +25,11 @@ class ConfigError(StreamqError):
 
 
 class EnqueueError(StreamqError):
-    """A job was not accepted by Redis; the caller must assume it does not exist."""
+    """Redis did not confirm a job.
+
+    After a refused connection it does not exist; after a timeout it may (the command can have
+    run before the reply was lost), so blindly enqueueing again can duplicate it.
+    """
 
 
 class PayloadTooLarge(EnqueueError):

@@ -128,6 +128,15 @@ class Store:
                 if "BUSYGROUP" not in str(e):
                     raise
 
+    def groups(self, keys: QueueKeys) -> list[str]:
+        """Names of the consumer groups on the queue's stream."""
+        with _wrapped("group list failed"):
+            try:
+                info: Any = self.client.xinfo_groups(keys.stream)
+            except redis.ResponseError:
+                return []  # no stream yet
+        return [g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in info]
+
     def read(
         self,
         queues: Sequence[QueueKeys],

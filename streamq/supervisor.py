@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from streamq.app import App, now_ms
-from streamq.errors import StreamqError
+from streamq.errors import ConfigError, StreamqError
 from streamq.keys import QueueKeys
 from streamq.process import die_with_parent
 from streamq.reaper import Reaper
@@ -79,20 +79,20 @@ class Supervisor:
         """Start the pool and supervise it; blocks until it has stopped."""
         sel, rfd, wfd = self._install_signals()
         store = self.app.store
-        self._ensure_groups()
         scheduler = Scheduler(store, self.queues)
         reaper = Reaper(store, self.queues, self.worker_settings.group, self.app.settings)
-        self._log.info(
-            "supervisor.started",
-            processes=self.pool.processes,
-            queues=list(self.worker_settings.queues),
-        )
-        for slot in range(self.pool.processes):
-            self._spawn(slot)
-        now = time.monotonic()
-        next_sched = next_reap = next_touch = next_prune = now
         touch_every = min(self._vt_s() / 3, 5.0)
         try:
+            self._ensure_groups()
+            self._log.info(
+                "supervisor.started",
+                processes=self.pool.processes,
+                queues=list(self.worker_settings.queues),
+            )
+            for slot in range(self.pool.processes):
+                self._spawn(slot)
+            now = time.monotonic()
+            next_sched = next_reap = next_touch = next_prune = now
             while True:
                 self._reap_children()
                 if self._finished():
@@ -131,12 +131,25 @@ class Supervisor:
             try:
                 for keys in self.queues:
                     self.app.store.ensure_group(keys, self.worker_settings.group)
+                    self._refuse_second_group(keys)
+            except ConfigError:
+                raise
             except StreamqError as e:
                 self._log.warning("supervisor.redis_failed", error_message=str(e), retry_s=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             return
+
+    def _refuse_second_group(self, keys: QueueKeys) -> None:
+        """One group per queue: acked entries are deleted, so a second group would miss jobs."""
+        others = [g for g in self.app.store.groups(keys) if g != self.worker_settings.group]
+        if others:
+            raise ConfigError(
+                f"queue {keys.queue!r} already has consumer group(s) {others}; streamq deletes "
+                f"entries once processed, so each queue serves one group. Use that group, or "
+                f"remove it with XGROUP DESTROY {keys.stream} <group> if it is stale."
+            )
 
     def _finished(self) -> bool:
         if self.children:
@@ -275,9 +288,8 @@ def _child_main(app: App, settings: WorkerSettings, consumer: str) -> int:
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(
-            signal.SIGINT, signal.SIG_IGN
-        )  # Ctrl-C reaches the supervisor, which drains us
+        # Ctrl-C reaches the whole process group; the supervisor drains us with SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         die_with_parent(signal.SIGTERM)
         parent = os.getppid()
         worker = Worker(app, settings, consumer)

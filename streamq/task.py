@@ -88,7 +88,7 @@ class Task(Generic[P, R]):
         """Append the job to its queue's stream and return its handle.
 
         Raises:
-            EnqueueError: Redis did not accept it (the job must be assumed not to exist).
+            EnqueueError: Redis did not confirm it (see :class:`EnqueueError` on timeouts).
         """
         return self.app.send(self.prepare(*args, **kwargs))
 

@@ -392,6 +392,9 @@ class Worker:
 
 
 _rng = random.Random()
+# A forked child inherits the parent's generator state: reseed, or every worker of a pool draws
+# the same jitter and their retries fire in lockstep.
+os.register_at_fork(after_in_child=_rng.seed)
 
 
 def _ms_since(start: float) -> float:

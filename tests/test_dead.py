@@ -48,7 +48,11 @@ def test_replay_runs_the_job_again_with_a_fresh_attempt(app: streamq.App, queue:
     assert dead.replay([target.id]) == 0  # already moved: replaying twice adds nothing
     assert len(dead.list()) == 2
     seen: list[tuple[str, int]] = []
-    app.tasks["broken"].fn = lambda tag: seen.append((tag, 1))
+
+    def fixed(tag: str) -> None:
+        seen.append((tag, 1))
+
+    app.tasks["broken"].fn = fixed
     w = streamq.Worker(app, WorkerSettings(queues=(queue,), block_ms=10))
     w.start()
     while w.run_once():

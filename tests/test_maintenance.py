@@ -93,6 +93,8 @@ def test_reaper_buries_after_max_deliveries(app: streamq.App, queue: str) -> Non
     (dead,) = streamq.DeadLetters(app.store, queue).list()
     assert dead.reason == "max_deliveries"
     assert dead.fields["deliveries"] == "3"
+    assert (dead.task, dead.attempts, dead.error_type) == ("t", 1, "WorkerLost")
+    assert dead.job_id
     assert app.client().xlen(keys.stream) == 0
 
 

@@ -201,7 +201,7 @@ def test_poison_pill_is_dead_lettered_after_max_deliveries(
         wait_until(lambda: c.xlen(QueueKeys(queue).dead) == 1, 60)
         wait_until(lambda: all(runs(c, queue).get(f"ok{i}") == 1 for i in range(20)), 30)
         (dead,) = streamq.DeadLetters(streamq.App(redis_server.url).store, queue).list()
-        assert dead.reason == "max_deliveries"
+        assert (dead.reason, dead.task) == ("max_deliveries", "kill_worker")
         assert runs(c, queue)["pill"] == 3
         assert len(pool.children()) == 2  # the pool is back at full strength
         assert pool.events("job.dead_lettered")[0]["task"] == "kill_worker"
@@ -294,3 +294,14 @@ def _not_zombie(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_second_consumer_group_on_a_queue_is_refused(
+    redis_server: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """A pool for a second group on a served queue exits with a clear error, losing no jobs."""
+    c = _client(redis_server)
+    c.xgroup_create(QueueKeys(queue).stream, "default", id="0", mkstream=True)
+    with Pool(worker_env, ["--group", "analytics"], processes=1) as pool:
+        assert pool.wait(30) == 1
+    assert any("already has consumer group(s) ['default']" in line for line in pool.lines)

@@ -162,3 +162,11 @@ def test_duplicate_task_name_is_refused(app: streamq.App) -> None:
 
         @app.task(name="x")
         def b() -> None: ...
+
+
+def test_async_tasks_are_refused_until_supported(app: streamq.App) -> None:
+    """An async function would never be awaited by the sync worker: refuse it loudly."""
+    with pytest.raises(streamq.ConfigError, match="async"):
+
+        @app.task
+        async def coro() -> None: ...

@@ -31,9 +31,18 @@ for _, id in ipairs(r[2]) do
     redis.call('XDEL', KEYS[1], id)
     if payload == nil or n >= maxdel then
       local raw = payload or cmsgpack.pack(fields)
-      redis.call('XADD', KEYS[2], '*', 'j', raw, 'reason', 'max_deliveries',
-        'message', 'delivered ' .. n .. ' times without finishing (worker died each time)',
-        'deliveries', n, 'entry', id, 'dead_ms', ARGV[7], 'worker', ARGV[2])
+      local dead = {'j', raw, 'reason', 'max_deliveries', 'error_type', 'WorkerLost',
+        'error_message', 'delivered ' .. n .. ' times without finishing (its worker died each time)',
+        'deliveries', n, 'entry', id, 'dead_ms', ARGV[7], 'worker', ARGV[2]}
+      -- Name the job when the payload is ours, so dead letters can be found by task.
+      local ok, doc = pcall(cmsgpack.unpack, raw)
+      if ok and type(doc) == 'table' and type(doc['t']) == 'string' then
+        for _, v in ipairs({'task', doc['t'], 'job_id', tostring(doc['id']),
+                            'attempts', tostring(doc['n'])}) do
+          table.insert(dead, v)
+        end
+      end
+      redis.call('XADD', KEYS[2], '*', unpack(dead))
       buried = buried + 1
       table.insert(out, id)
       table.insert(out, raw)
