@@ -7,6 +7,7 @@ from streamq.errors import (
     DecodeError,
     EnqueueError,
     PayloadTooLarge,
+    RedisCommandError,
     Retry,
     StreamqConnectionError,
     StreamqError,
@@ -15,7 +16,7 @@ from streamq.errors import (
 from streamq.handle import Job
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
-from streamq.settings import AppSettings, QueueSettings, WorkerSettings
+from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
 from streamq.supervisor import PoolSettings, Supervisor
 from streamq.task import Task
 from streamq.worker import Worker
@@ -34,11 +35,13 @@ __all__ = [
     "PoolSettings",
     "QueueKeys",
     "QueueSettings",
+    "RedisCommandError",
     "Retry",
     "StreamqConnectionError",
     "StreamqError",
     "Supervisor",
     "Task",
+    "TlsSettings",
     "UnknownTask",
     "Worker",
     "WorkerSettings",

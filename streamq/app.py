@@ -12,7 +12,13 @@ from typing import Any, ParamSpec, TypeVar, overload
 import redis
 
 from streamq import codec
-from streamq.errors import ConfigError, EnqueueError, StreamqConnectionError, UnknownTask
+from streamq.errors import (
+    ConfigError,
+    EnqueueError,
+    RedisCommandError,
+    StreamqConnectionError,
+    UnknownTask,
+)
 from streamq.handle import Job
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
 from streamq.keys import QueueKeys, check_queue_name
@@ -135,7 +141,9 @@ class App:
         """This process's store; reopened after a fork (no shared socket) or a URL change."""
         pid = os.getpid()
         if self._store is None or self._store_pid != pid or self._store_url != self.redis_url:
-            self._store = Store(connect(self.redis_url, self.settings.socket_timeout_s))
+            self._store = Store(
+                connect(self.redis_url, self.settings.socket_timeout_s, self.settings.tls)
+            )
             self._store_pid = pid
             self._store_url = self.redis_url
         return self._store
@@ -143,7 +151,7 @@ class App:
     def new_store(self, socket_timeout_s: float | None = None) -> Store:
         """A store on its own connection, for a loop that blocks (worker reads)."""
         timeout = socket_timeout_s or self.settings.socket_timeout_s
-        return Store(connect(self.redis_url, timeout))
+        return Store(connect(self.redis_url, timeout, self.settings.tls))
 
     def client(self) -> redis.Redis:
         """The raw redis-py client, for tests and tools that inspect Redis directly."""
@@ -237,7 +245,8 @@ class App:
                 self.store.schedule([(keys, payload, due)])
                 return Job(env, None, due)
             (entry_id,) = self.store.add([(keys, payload)])
-        except StreamqConnectionError as e:
+        except (StreamqConnectionError, RedisCommandError) as e:
+            # RedisCommandError: OOM (maxmemory reached), READONLY replica after a failover.
             raise EnqueueError(f"job {env.id} ({env.task}) was not enqueued: {e}") from e
         return Job(env, entry_id.decode(), None)
 
@@ -262,7 +271,7 @@ class App:
         items = [(QueueKeys(env.queue), self._encode(env)) for env in batch]
         try:
             ids = self.store.add(items)
-        except StreamqConnectionError as e:
+        except (StreamqConnectionError, RedisCommandError) as e:
             raise EnqueueError(f"bulk enqueue stopped after {done} jobs: {e}") from e
         return [Job(env, eid.decode(), None) for env, eid in zip(batch, ids, strict=True)]
 

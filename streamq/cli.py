@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from streamq import logging as sq_logging
 from streamq.app import App, now_ms
 from streamq.dead import DeadJob, DeadLetters
+from streamq.doctor import diagnose
 from streamq.errors import StreamqError
 from streamq.keys import QueueKeys
 from streamq.scheduler import Scheduler
@@ -87,6 +88,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    app = _app(args)
+    findings = diagnose(app.store, app.settings)
+    for f in findings:
+        print(f"{f.level.upper():5} {f.check:17} {f.message}")
+    return 0 if all(f.level == "ok" for f in findings) else EXIT_ERROR
+
+
 def _dead_row(j: DeadJob, full: bool = False) -> dict[str, object]:
     row: dict[str, object] = {
         "id": j.id,
@@ -158,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--queue", action="append", default=[])
     i.add_argument("--group", default="default")
     i.set_defaults(func=cmd_info)
+
+    doc = sub.add_parser("doctor", help="check Redis settings that decide what survives a crash")
+    doc.add_argument("--app", default=None)
+    doc.set_defaults(func=cmd_doctor)
 
     d = sub.add_parser("dead", help="list, show, replay or purge dead letters")
     d.add_argument("action", choices=("list", "show", "replay", "purge"))

@@ -34,6 +34,7 @@ def configure(fmt: str = "json", level: str = "info", stream: TextIO | None = No
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            structlog.processors.format_exc_info,  # log.exception() carries the traceback
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -52,6 +52,16 @@ class QueueSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """Certificates for ``rediss://`` URLs (user and password go in the URL itself)."""
+
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    check_hostname: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class AppSettings:
     """Settings shared by producers and workers of one App."""
 
@@ -60,6 +70,7 @@ class AppSettings:
     socket_timeout_s: float = 10.0
     queues: dict[str, QueueSettings] = field(default_factory=dict)
     default_queue_settings: QueueSettings = field(default_factory=QueueSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     def __post_init__(self) -> None:
         _positive("max_payload_bytes", self.max_payload_bytes)

@@ -19,6 +19,7 @@ from redis.retry import Retry
 from streamq.errors import ConfigError, RedisCommandError, StreamqConnectionError
 from streamq.keys import QueueKeys
 from streamq.scripts import ReclaimResult, Scripts
+from streamq.settings import TlsSettings
 
 REAPER_CONSUMER = "streamq-reaper"
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.error)
@@ -73,16 +74,27 @@ def _no_group(e: redis.ResponseError) -> bool:
     return "NOGROUP" in str(e)
 
 
-def connect(url: str, socket_timeout_s: float = 10.0) -> redis.Redis:
+def connect(
+    url: str, socket_timeout_s: float = 10.0, tls: TlsSettings | None = None
+) -> redis.Redis:
     """Return a client for ``url`` (no I/O yet) with timeouts and no hidden retries.
 
     redis-py's own retry is off: a retried XADD after a timeout could add a job twice, so the
-    caller decides what a failure means.
+    caller decides what a failure means. ``tls`` applies to ``rediss://`` URLs.
     """
     if socket_timeout_s <= 0:
         raise ConfigError("socket_timeout_s must be positive")
+    extra: dict[str, Any] = {}
+    if url.startswith("rediss://") and tls is not None:
+        extra = {
+            "ssl_ca_certs": tls.ca_certs,
+            "ssl_certfile": tls.certfile,
+            "ssl_keyfile": tls.keyfile,
+            "ssl_check_hostname": tls.check_hostname,
+        }
     return redis.Redis.from_url(
         url,
+        **extra,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=min(socket_timeout_s, 5.0),
         socket_keepalive=True,
@@ -318,6 +330,34 @@ class Store:
         with _wrapped("info failed"):
             info: dict[str, Any] = self.client.info()
             return info
+
+    def config(self, names: list[str]) -> dict[str, str]:
+        """CONFIG GET values that we may read; a managed Redis often forbids CONFIG."""
+        out: dict[str, str] = {}
+        with _wrapped("config failed"):
+            for name in names:
+                try:
+                    got: Any = self.client.config_get(name)
+                except redis.ResponseError:
+                    continue  # NOPERM or renamed command
+                for key, value in got.items():
+                    k = key.decode() if isinstance(key, bytes) else key
+                    out[k] = value.decode() if isinstance(value, bytes) else str(value)
+        return out
+
+    def has_command(self, name: str) -> bool:
+        """True if the server knows ``name``: we detect features, not version strings."""
+        with _wrapped("command info failed"):
+            try:
+                # COMMAND DOCS exists from 7.0 on, which is our floor anyway.
+                reply: Any = self.client.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                    "COMMAND DOCS", name
+                )
+            except redis.ResponseError:
+                return False
+        if isinstance(reply, dict):
+            return any(v for v in reply.values())
+        return bool(reply) and reply[0] is not None
 
     def reset(self) -> None:
         """Drop open connections (after an interrupted command); the next call reconnects."""

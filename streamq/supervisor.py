@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from streamq.app import App, now_ms
+from streamq.doctor import diagnose
 from streamq.errors import ConfigError, StreamqError
 from streamq.keys import QueueKeys
 from streamq.process import die_with_parent
@@ -84,6 +85,7 @@ class Supervisor:
         touch_every = min(self._vt_s() / 3, 5.0)
         try:
             self._ensure_groups()
+            self._safe(self._warn_settings)
             self._log.info(
                 "supervisor.started",
                 processes=self.pool.processes,
@@ -140,6 +142,11 @@ class Supervisor:
                 delay = min(delay * 2, 5.0)
                 continue
             return
+
+    def _warn_settings(self) -> None:
+        for f in diagnose(self.app.store, self.app.settings, self.worker_settings.block_ms):
+            if f.level != "ok":
+                self._log.warning("redis.settings_warning", check=f.check, message=f.message)
 
     def _refuse_second_group(self, keys: QueueKeys) -> None:
         """One group per queue: acked entries are deleted, so a second group would miss jobs."""
