@@ -1,19 +1,24 @@
 """streamq: a background job queue for Python on Redis Streams that loses no job."""
 
 from streamq.app import App
+from streamq.context import JobContext, current_job
 from streamq.dead import DeadJob, DeadLetters
 from streamq.errors import (
+    Cancelled,
     ConfigError,
     DecodeError,
     EnqueueError,
+    JobFailed,
     PayloadTooLarge,
     RedisCommandError,
+    ResultTimeout,
     Retry,
     StreamqConnectionError,
     StreamqError,
+    TimeLimitExceeded,
     UnknownTask,
 )
-from streamq.handle import Job
+from streamq.handle import Job, JobInfo
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
@@ -24,6 +29,7 @@ from streamq.worker import Worker
 __all__ = [
     "App",
     "AppSettings",
+    "Cancelled",
     "ConfigError",
     "DeadJob",
     "DeadLetters",
@@ -31,20 +37,26 @@ __all__ = [
     "EnqueueError",
     "Envelope",
     "Job",
+    "JobContext",
+    "JobFailed",
+    "JobInfo",
     "PayloadTooLarge",
     "PoolSettings",
     "QueueKeys",
     "QueueSettings",
     "RedisCommandError",
+    "ResultTimeout",
     "Retry",
     "StreamqConnectionError",
     "StreamqError",
     "Supervisor",
     "Task",
+    "TimeLimitExceeded",
     "TlsSettings",
     "UnknownTask",
     "Worker",
     "WorkerSettings",
+    "current_job",
 ]
 
 __version__ = "0.1.0"

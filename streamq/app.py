@@ -23,7 +23,7 @@ from streamq.handle import Job
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
 from streamq.keys import QueueKeys, check_queue_name
 from streamq.settings import AppSettings, TaskOptions, priority_value
-from streamq.store import Store, connect
+from streamq.store import NewJob, Store, connect
 from streamq.task import Task
 
 P = ParamSpec("P")
@@ -87,6 +87,8 @@ class App:
         backoff_cap_s: float = 300.0,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         priority: str | int = "normal",
+        timeout_s: float | None = None,
+        result_ttl_s: float = 86_400.0,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -101,6 +103,8 @@ class App:
         backoff_cap_s: float = 300.0,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         priority: str | int = "normal",
+        timeout_s: float | None = None,
+        result_ttl_s: float = 86_400.0,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
 
@@ -114,6 +118,8 @@ class App:
             backoff_cap_s=backoff_cap_s,
             retry_on=retry_on,
             priority=priority_value(priority),
+            timeout_s=timeout_s,
+            result_ttl_s=result_ttl_s,
         )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -169,12 +175,19 @@ class App:
         max_retries: int | None = None,
         backoff_base_ms: int | None = None,
         backoff_cap_ms: int | None = None,
+        timeout_ms: int | None = None,
+        job_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Envelope:
-        """Build a job for ``task`` by name, without sending it."""
+        """Build a job for ``task`` by name, without sending it.
+
+        ``job_id`` makes enqueueing idempotent: the same id is not enqueued twice while live.
+        """
         ts = now_ms()
+        if job_id is not None and not 0 < len(job_id) <= 200:
+            raise ConfigError("job_id must be 1 to 200 characters")
         return Envelope(
-            id=new_job_id(ts),
+            id=job_id or new_job_id(ts),
             task=task,
             queue=check_queue_name(queue or self.settings.default_queue),
             args=list(args),
@@ -184,6 +197,7 @@ class App:
             max_retries=max_retries,
             backoff_base_ms=backoff_base_ms,
             backoff_cap_ms=backoff_cap_ms,
+            timeout_ms=timeout_ms,
             headers=dict(headers or {}),
         )
 
@@ -198,6 +212,9 @@ class App:
         at: datetime | None = None,
         priority: str | int | None = None,
         max_retries: int | None = None,
+        timeout_s: float | None = None,
+        job_id: str | None = None,
+        unique_for_s: float = 0,
     ) -> Job[Any]:
         """Enqueue ``task`` by name, for producers that do not import the task code.
 
@@ -213,8 +230,10 @@ class App:
             if priority is not None
             else (known.options.priority if known else PRIORITY_NORMAL),
             max_retries=max_retries,
+            timeout_ms=int(timeout_s * 1000) if timeout_s else None,
+            job_id=job_id,
         )
-        return self.send(env, delay=delay, at=at)
+        return self.send(env, delay=delay, at=at, unique_for_s=unique_for_s)
 
     def enqueue_in(self, delay: float | timedelta, task: str, *a: Any, **kw: Any) -> Job[Any]:
         """Enqueue ``task`` by name to run after ``delay``."""
@@ -225,36 +244,34 @@ class App:
         return self.enqueue(task, *a, at=when, **kw)
 
     def send(
-        self, env: Envelope, delay: float | timedelta | None = None, at: datetime | None = None
+        self,
+        env: Envelope,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        unique_for_s: float = 0,
     ) -> Job[Any]:
         """Send one prepared envelope, now or later.
 
+        A lost connection is retried twice with the same job id: the enqueue script ignores
+        an id that is already live, so a resend never makes a second job.
+
         Raises:
-            EnqueueError: not accepted; after a timeout it may still have been, see README.
+            EnqueueError: Redis did not confirm it (see :class:`EnqueueError` on timeouts).
             PayloadTooLarge: the encoding is over ``max_payload_bytes``.
         """
-        payload = self._encode(env)
-        keys = QueueKeys(env.queue)
-        due: int | None = None
+        due = 0
         if at is not None:
             due = _at_ms(at)
         elif delay is not None:
             due = now_ms() + _delay_ms(delay)
-        try:
-            if due is not None:
-                self.store.schedule([(keys, payload, due)])
-                return Job(env, None, due)
-            (entry_id,) = self.store.add([(keys, payload)])
-        except (StreamqConnectionError, RedisCommandError) as e:
-            # RedisCommandError: OOM (maxmemory reached), READONLY replica after a failover.
-            raise EnqueueError(f"job {env.id} ({env.task}) was not enqueued: {e}") from e
-        return Job(env, entry_id.decode(), None)
+        (job,) = self._send_batch([env], None, due, int(unique_for_s * 1000))
+        return job
 
     def enqueue_many(self, envelopes: Iterable[Envelope], batch_size: int = 1000) -> list[Job[Any]]:
         """Send many prepared envelopes, one round trip per ``batch_size`` jobs.
 
-        Each batch is pipelined, not transactional: on an error, jobs of earlier batches are
-        enqueued and the exception says how many.
+        Each batch is one script call: on an error, jobs of earlier batches are enqueued and
+        the exception says how many.
         """
         jobs: list[Job[Any]] = []
         batch: list[Envelope] = []
@@ -267,13 +284,48 @@ class App:
             jobs.extend(self._send_batch(batch, len(jobs)))
         return jobs
 
-    def _send_batch(self, batch: list[Envelope], done: int) -> list[Job[Any]]:
-        items = [(QueueKeys(env.queue), self._encode(env)) for env in batch]
-        try:
-            ids = self.store.add(items)
-        except (StreamqConnectionError, RedisCommandError) as e:
-            raise EnqueueError(f"bulk enqueue stopped after {done} jobs: {e}") from e
-        return [Job(env, eid.decode(), None) for env, eid in zip(batch, ids, strict=True)]
+    def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
+        """A handle on a job by id, e.g. in another process (default queue unless given)."""
+        return Job(job_id, check_queue_name(queue or self.settings.default_queue), self)
+
+    def _send_batch(
+        self, batch: list[Envelope], done: int | None, due_ms: int = 0, window_ms: int = 0
+    ) -> list[Job[Any]]:
+        """Send one script call's worth; ``done`` is None for a single send, else the count
+        of jobs of this bulk call already enqueued (for the error message)."""
+        new = [
+            NewJob(QueueKeys(e.queue), e.id, e.task, e.priority, self._encode(e), due_ms)
+            for e in batch
+        ]
+        for attempt in range(3):
+            try:
+                replies = self.store.enqueue(new, now_ms(), window_ms)
+                break
+            except StreamqConnectionError as e:
+                if attempt == 2:
+                    what = (
+                        f"job {batch[0].id} ({batch[0].task}) was not enqueued"
+                        if done is None
+                        else f"bulk enqueue stopped after {done} jobs"
+                    )
+                    raise EnqueueError(f"{what}: {e}") from e
+                time.sleep(0.05 * 4**attempt)
+            except RedisCommandError as e:
+                # OOM (maxmemory reached), READONLY replica after a failover.
+                raise EnqueueError(f"not enqueued: {e}") from e
+        return [
+            Job(
+                e.id,
+                e.queue,
+                self,
+                e.task,
+                e,
+                what if created and not due_ms else None,
+                due_ms or None,
+                created,
+            )
+            for e, (created, what) in zip(batch, replies, strict=True)
+        ]
 
     def _encode(self, env: Envelope) -> bytes:
         try:

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from streamq import logging as sq_logging
 from streamq.app import App, now_ms
@@ -86,6 +87,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     print(json.dumps(out if len(out) > 1 else out[0], indent=2))
     return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    app = _app(args)
+    outcome = app.job(args.job_id, args.queue).cancel()
+    print(json.dumps({"job_id": args.job_id, "outcome": outcome}))
+    return 0 if outcome in ("cancelled", "cancelling") else EXIT_ERROR
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    info = _app(args).job(args.job_id, args.queue).info()
+    print(json.dumps(asdict(info), indent=2))
+    return 0 if info.status != "unknown" else EXIT_ERROR
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -167,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--queue", action="append", default=[])
     i.add_argument("--group", default="default")
     i.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("cancel", help="cancel a job: it never runs, or is stopped if running")
+    c.add_argument("job_id")
+    c.add_argument("--app", default=None)
+    c.add_argument("--queue", default=None, help="default: the app's default queue")
+    c.set_defaults(func=cmd_cancel)
+
+    j = sub.add_parser("job", help="a job's status, attempts, timestamps, error, progress")
+    j.add_argument("job_id")
+    j.add_argument("--app", default=None)
+    j.add_argument("--queue", default=None, help="default: the app's default queue")
+    j.set_defaults(func=cmd_job)
 
     doc = sub.add_parser("doctor", help="check Redis settings that decide what survives a crash")
     doc.add_argument("--app", default=None)

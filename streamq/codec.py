@@ -18,7 +18,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 # Wire names are short: they are repeated in every job held in Redis.
 _REQUIRED = {"id": str, "t": str, "q": str, "a": list, "k": dict, "n": int, "e": int}
-_OPTIONAL_INT = ("r", "p", "bb", "bc")
+_OPTIONAL_INT = ("r", "p", "bb", "bc", "to")
 
 
 def encode(env: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
@@ -45,12 +45,25 @@ def encode(env: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
         doc["bb"] = env.backoff_base_ms
     if env.backoff_cap_ms is not None:
         doc["bc"] = env.backoff_cap_ms
+    if env.timeout_ms is not None:
+        doc["to"] = env.timeout_ms
     if env.headers:
         doc["h"] = dict(env.headers)
     data: bytes = msgpack.packb(doc, use_bin_type=True, datetime=True)
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"job {env.id} encodes to {len(data)} bytes, limit is {max_bytes}")
     return data
+
+
+def encode_result(value: object) -> bytes:
+    """msgpack bytes of a task's return value (TypeError if msgpack cannot carry it)."""
+    data: bytes = msgpack.packb(value, use_bin_type=True, datetime=True)
+    return data
+
+
+def decode_result(raw: bytes) -> object:
+    """The return value stored by :func:`encode_result`."""
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False, timestamp=3)
 
 
 def decode(raw: bytes, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Envelope:
@@ -98,5 +111,6 @@ def decode(raw: bytes, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Envelope:
         priority=doc.get("p", 1),
         backoff_base_ms=doc.get("bb"),
         backoff_cap_ms=doc.get("bc"),
+        timeout_ms=doc.get("to"),
         headers=headers,
     )

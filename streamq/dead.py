@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from streamq import codec
+from streamq.app import now_ms
 from streamq.errors import DecodeError
+from streamq.job import PRIORITY_NORMAL, Envelope
 from streamq.keys import QueueKeys
 from streamq.store import DeadLetter, Store
 
@@ -100,8 +102,15 @@ class DeadLetters:
         chosen = self._select(ids, task)
         done = 0
         for start in range(0, len(chosen), batch):
-            moves = [(j.id.encode(), self._fresh(j.payload)) for j in chosen[start : start + batch]]
-            done += self.store.dead_replay(self.keys, moves)
+            by_priority: dict[int, list[tuple[bytes, bytes, str, str]]] = {}
+            for j in chosen[start : start + batch]:
+                payload, env = self._fresh(j.payload)
+                priority = env.priority if env else PRIORITY_NORMAL
+                by_priority.setdefault(priority, []).append(
+                    (j.id.encode(), payload, env.id if env else "", env.task if env else "")
+                )
+            for priority, moves in by_priority.items():
+                done += self.store.dead_replay(self.keys, priority, now_ms(), moves)
             if progress:
                 progress(done)
         return done
@@ -121,10 +130,11 @@ class DeadLetters:
         return [j for j in found if j is not None and (task is None or j.task == task)]
 
     @staticmethod
-    def _fresh(payload: bytes) -> bytes:
+    def _fresh(payload: bytes) -> tuple[bytes, Envelope | None]:
         """The payload with attempt 1; undecodable bytes go back as they were."""
         try:
             env = codec.decode(payload, max(len(payload), 1))
         except DecodeError:
-            return payload
-        return codec.encode(env.fresh(), max(len(payload) * 2, 1024))
+            return payload, None
+        fresh = env.fresh()
+        return codec.encode(fresh, max(len(payload) * 2, 1024)), fresh

@@ -7,7 +7,12 @@
     ├── DecodeError            bytes in Redis that are not a job we can read
     ├── UnknownTask            a task name with no registered function
     ├── StreamqConnectionError Redis could not be reached, or the connection dropped
-    └── RedisCommandError      Redis refused a command (a bug, or keys changed under us)
+    ├── RedisCommandError      Redis refused a command (a bug, or keys changed under us)
+    ├── JobFailed              a job whose result was asked for ended dead or cancelled
+    └── ResultTimeout          its result did not come in time (also a TimeoutError)
+
+Raised inside a running task, as BaseException so ``except Exception`` does not swallow them:
+``Cancelled`` (job.cancel() was called) and ``TimeLimitExceeded`` (its timeout_s ran out).
 
 Foreign exceptions (redis-py, msgpack) are wrapped at the boundary with ``from``, so the
 original stays attached for debugging.
@@ -66,3 +71,37 @@ class Retry(Exception):
     def __init__(self, delay_s: float | None = None, reason: str = "") -> None:
         super().__init__(reason or "retry requested")
         self.delay_s = delay_s
+
+
+class JobFailed(StreamqError):
+    """The job ended without a result: dead (with the remote error) or cancelled."""
+
+    def __init__(
+        self,
+        job_id: str,
+        state: str,
+        reason: str = "",
+        error_type: str = "",
+        error_message: str = "",
+        traceback: str = "",
+    ) -> None:
+        detail = f"{error_type}: {error_message}" if error_type else reason or state
+        super().__init__(f"job {job_id} is {state}: {detail}")
+        self.job_id = job_id
+        self.state = state
+        self.reason = reason
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+
+
+class ResultTimeout(StreamqError, TimeoutError):
+    """No final state within the time given to ``job.result()``; the job may still finish."""
+
+
+class Cancelled(BaseException):
+    """Raised inside a task whose job was cancelled; catch it only to clean up, then re-raise."""
+
+
+class TimeLimitExceeded(BaseException):
+    """Raised inside a task that ran past its ``timeout_s``; it counts as a failure."""

@@ -1,38 +1,162 @@
-"""The handle a producer gets back for each enqueued job."""
+"""The handle of an enqueued job: its status, details, result and cancellation."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
+from streamq import codec
+from streamq.errors import JobFailed, ResultTimeout
 from streamq.job import Envelope
+from streamq.keys import QueueKeys
+
+if TYPE_CHECKING:
+    from streamq.app import App
 
 R = TypeVar("R")
+
+STATUSES = (
+    "scheduled",
+    "queued",
+    "running",
+    "retrying",
+    "succeeded",
+    "dead",
+    "cancelled",
+    "unknown",
+)
+FINAL = frozenset({"succeeded", "dead", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """What Redis knows about a job, for people and dashboards."""
+
+    id: str
+    status: str
+    task: str
+    attempt: int
+    enqueued_ms: int | None
+    due_ms: int | None
+    started_ms: int | None
+    finished_ms: int | None
+    worker: str
+    reason: str
+    error_type: str
+    error_message: str
+    traceback: str
+    progress: float | None
+    note: str
+    cancel_requested: bool
+
+
+def _status(record: dict[str, bytes], now_ms: int) -> str:
+    """A job's status from its record; a due scheduled/retrying job counts as queued."""
+    state = record.get("state", b"unknown").decode()
+    if state in ("scheduled", "retrying") and int(record.get("due_ms", b"0")) <= now_ms:
+        return "queued"  # due: the scheduler moves it to the stream within milliseconds
+    return state
 
 
 @dataclass(frozen=True, slots=True)
 class Job(Generic[R]):
-    """An accepted job: its id, the envelope as sent, and where it went.
+    """A job by id. ``created`` is False when an enqueue found the same id still live.
 
-    ``entry_id`` is the stream entry id for a job added to the stream, None for a job waiting in
-    the delayed set (``due_ms`` then says when it will be promoted).
+    ``entry_id`` is the stream entry id for a job added to the stream, None for one waiting
+    in the delayed set (``due_ms`` then says when it runs) or for a rebuilt handle.
     """
 
-    envelope: Envelope
+    id: str
+    queue: str
+    app: App
+    task: str = ""
+    envelope: Envelope | None = None
     entry_id: str | None = None
     due_ms: int | None = None
+    created: bool = True
 
-    @property
-    def id(self) -> str:
-        """The job id, stable across retries and replays."""
-        return self.envelope.id
+    def _record(self) -> dict[str, bytes]:
+        return self.app.store.job_record(QueueKeys(self.queue), self.id)
 
-    @property
-    def task(self) -> str:
-        """The registered task name."""
-        return self.envelope.task
+    def status(self) -> str:
+        """One of scheduled, queued, running, retrying, succeeded, dead, cancelled, unknown."""
+        from streamq.app import now_ms  # noqa: PLC0415 - app imports this module
 
-    @property
-    def queue(self) -> str:
-        """The queue the job was sent to."""
-        return self.envelope.queue
+        record = self._record()
+        return _status(record, now_ms()) if record else "unknown"
+
+    def info(self) -> JobInfo:
+        """Attempts, timestamps, worker, last error and progress."""
+        from streamq.app import now_ms  # noqa: PLC0415 - app imports this module
+
+        r = self._record()
+
+        def text(name: str) -> str:
+            return r.get(name, b"").decode("utf-8", "replace")
+
+        def num(name: str) -> int | None:
+            return int(r[name]) if name in r else None
+
+        return JobInfo(
+            id=self.id,
+            status=_status(r, now_ms()) if r else "unknown",
+            task=text("task"),
+            attempt=int(r.get("attempt", b"0")),
+            enqueued_ms=num("enqueued_ms"),
+            due_ms=num("due_ms"),
+            started_ms=num("started_ms"),
+            finished_ms=num("finished_ms"),
+            worker=text("worker"),
+            reason=text("reason"),
+            error_type=text("error_type"),
+            error_message=text("error_message"),
+            traceback=text("traceback"),
+            progress=float(r["progress"]) if "progress" in r else None,
+            note=text("note"),
+            cancel_requested="cancel_requested_ms" in r,
+        )
+
+    def result(self, timeout_s: float = 60.0) -> R:
+        """Wait (pub/sub, no polling) for the job to finish and return its value.
+
+        Raises:
+            JobFailed: it ended dead (with the remote error) or cancelled, or has no record.
+            ResultTimeout: it did not finish within ``timeout_s``.
+        """
+        keys = QueueKeys(self.queue)
+        seen: dict[str, dict[str, bytes]] = {}
+
+        def final() -> bool:
+            seen["r"] = self._record()
+            return seen["r"].get("state", b"").decode() in FINAL or not seen["r"]
+
+        start = time.monotonic()
+        if not self.app.store.wait_done(keys, self.id, timeout_s, final):
+            waited = round(time.monotonic() - start, 3)
+            raise ResultTimeout(f"job {self.id} not finished after {waited}s")
+        r = seen["r"]
+        state = r.get("state", b"unknown").decode() if r else "unknown"
+        if state == "succeeded":
+            raw = r.get("result")
+            return cast(R, codec.decode_result(raw) if raw else None)
+
+        def text(name: str) -> str:
+            return r.get(name, b"").decode("utf-8", "replace")
+
+        reason = text("reason") or ("no record: expired or never existed" if not r else state)
+        raise JobFailed(
+            self.id, state, reason, text("error_type"), text("error_message"), text("traceback")
+        )
+
+    def cancel(self) -> str:
+        """Cancel the job: ``cancelled`` (it will not run), ``cancelling`` (it is running and
+        is being stopped), or the final state it already had, or ``unknown``."""
+        from streamq.app import now_ms  # noqa: PLC0415 - app imports this module
+
+        task = self.app.tasks.get(self.task) if self.task else None
+        ttl = task.options.record_ttl_ms if task else 86_400_000
+        return self.app.store.cancel(QueueKeys(self.queue), self.id, now_ms(), ttl)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} task={self.task} queue={self.queue}>"

@@ -42,6 +42,7 @@ class Envelope:
     priority: int = PRIORITY_NORMAL
     backoff_base_ms: int | None = None
     backoff_cap_ms: int | None = None
+    timeout_ms: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def next_attempt(self) -> Envelope:

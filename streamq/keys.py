@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass
 
 from streamq.errors import ConfigError
+from streamq.job import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
+
+PRIORITY_LEVELS = (PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW)
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 PREFIX = "streamq"
@@ -41,18 +44,50 @@ class QueueKeys:
 
     @property
     def stream(self) -> str:
-        """Stream of runnable jobs, read by the consumer group."""
+        """Stream of runnable normal-priority jobs, read by the consumer group."""
         return f"{PREFIX}:{self.tag}:stream"
 
     @property
     def delayed(self) -> str:
-        """Sorted set of encoded jobs scored by due time in ms (retries and enqueue_in/at)."""
+        """Sorted set of encoded normal-priority jobs scored by due time in ms."""
         return f"{PREFIX}:{self.tag}:delayed"
+
+    def stream_for(self, priority: int) -> str:
+        """The stream of one priority level (normal keeps the plain name)."""
+        return self.stream if priority == PRIORITY_NORMAL else f"{self.stream}:p{priority}"
+
+    def delayed_for(self, priority: int) -> str:
+        """The delayed set of one priority level, so promotion keeps the priority."""
+        return self.delayed if priority == PRIORITY_NORMAL else f"{self.delayed}:p{priority}"
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Every priority's stream, highest first: the order workers serve them in."""
+        return tuple(self.stream_for(p) for p in PRIORITY_LEVELS)
+
+    def job(self, job_id: str) -> str:
+        """Hash with one job's state, timestamps, last error, progress and result."""
+        return f"{PREFIX}:{self.tag}:job:{job_id}"
+
+    def done_channel(self, job_id: str) -> str:
+        """Pub/sub channel told when the job reaches a final state (result waiters listen)."""
+        return f"{PREFIX}:{self.tag}:done:{job_id}"
+
+    @property
+    def cancels(self) -> str:
+        """Set of ids of running jobs whose cancellation was asked for."""
+        return f"{PREFIX}:{self.tag}:cancels"
 
     @property
     def dead(self) -> str:
         """Dead-letter stream: jobs that exhausted retries or could not be run."""
         return f"{PREFIX}:{self.tag}:dead"
+
+
+def priority_of_stream(stream_key: str) -> int:
+    """The priority level of a stream key built by :class:`QueueKeys`."""
+    head, _, level = stream_key.rpartition(":p")
+    return int(level) if head.endswith(":stream") and level.isdigit() else PRIORITY_NORMAL
 
 
 def queue_of_stream(stream_key: str) -> str:

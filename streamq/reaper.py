@@ -17,6 +17,7 @@ from streamq.store import Store
 log = structlog.get_logger("streamq.reaper")
 
 _START = b"0-0"
+_DEAD_RECORD_TTL_MS = 86_400_000
 
 
 class Reaper:
@@ -35,36 +36,41 @@ class Reaper:
         self.group = group
         self.settings = settings
         self.count = count
-        self._cursors: dict[QueueKeys, bytes] = {}
+        self._cursors: dict[str, bytes] = {}
 
     def run_once(self, now_ms: int) -> bool:
-        """One claim step per queue; return True if a queue has more to scan right away."""
+        """One claim step per stream; return True if one has more to scan right away."""
         more = False
         for keys in self.queues:
             qs = self.settings.for_queue(keys.queue)
-            cursor = self._cursors.get(keys, _START)
-            result = self.store.reclaim_idle(
-                keys,
-                self.group,
-                qs.visibility_timeout_ms,
-                cursor,
-                self.count,
-                qs.max_deliveries,
-                now_ms,
-            )
-            self._cursors[keys] = result.cursor
-            more = more or result.cursor != _START
-            if result.requeued or result.deleted:
-                log.warning(
-                    "job.reclaimed",
-                    queue=keys.queue,
-                    group=self.group,
-                    count=result.requeued,
-                    deleted=result.deleted,
-                    idle_ms=qs.visibility_timeout_ms,
+            for stream in keys.streams:
+                cursor = self._cursors.get(stream, _START)
+                result = self.store.reclaim_idle(
+                    keys,
+                    stream,
+                    self.group,
+                    qs.visibility_timeout_ms,
+                    cursor,
+                    self.count,
+                    qs.max_deliveries,
+                    now_ms,
                 )
-            for entry_id, raw in result.buried:
-                self._log_buried(keys, entry_id, raw, qs.max_deliveries)
+                self._cursors[stream] = result.cursor
+                more = more or result.cursor != _START
+                if result.requeued or result.buried:
+                    self.store.settle(keys, result, now_ms, _DEAD_RECORD_TTL_MS)
+                if result.requeued or result.deleted:
+                    log.warning(
+                        "job.reclaimed",
+                        queue=keys.queue,
+                        group=self.group,
+                        count=len(result.requeued),
+                        deleted=result.deleted,
+                        job_ids=[m.job_id for m in result.requeued][:20],
+                        idle_ms=qs.visibility_timeout_ms,
+                    )
+                for moved in result.buried:
+                    self._log_buried(keys, moved.old_id, moved.payload, qs.max_deliveries)
         return more
 
     def prune(self) -> None:

@@ -7,6 +7,7 @@ the queue's hash tag (see :mod:`streamq.keys`), so scripts run unchanged on Redi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -18,60 +19,136 @@ def _source(name: str) -> str:
     return resources.files("streamq").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """An entry the reaper moved: its old id, its job id ('' if unknown), where it went."""
+
+    old_id: bytes
+    job_id: str
+    payload: bytes = b""
+    dead_id: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class ReclaimResult:
     """What one reaper step did."""
 
     cursor: bytes
-    requeued: int
-    buried: list[tuple[bytes, bytes]]  # (entry id, raw payload) of jobs moved to dead letters
     deleted: int
+    requeued: list[Moved]
+    buried: list[Moved]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """One finished entry for :meth:`Scripts.ack`."""
+
+    stream: str
+    job_key: str
+    entry_id: bytes
+    state: str  # succeeded | cancelled
+    result: bytes
+    ttl_ms: int
+    channel: str
 
 
 class Scripts:
     """One registered instance of every script, bound to one client."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._ack = client.register_script(_source("ack"))
-        self._retry = client.register_script(_source("retry"))
-        self._bury = client.register_script(_source("bury"))
-        self._promote = client.register_script(_source("promote"))
-        self._reclaim = client.register_script(_source("reclaim"))
-        self._touch = client.register_script(_source("touch"))
-        self._release = client.register_script(_source("release"))
-        self._prune = client.register_script(_source("prune"))
-        self._replay = client.register_script(_source("replay"))
+        self._s = {
+            name: client.register_script(_source(name))
+            for name in (
+                "enqueue",
+                "start",
+                "ack",
+                "retry",
+                "bury",
+                "promote",
+                "reclaim",
+                "touch",
+                "release",
+                "prune",
+                "replay",
+                "cancel",
+                "settle",
+            )
+        }
 
-    def ack(self, stream: str, group: str, ids: list[bytes]) -> int:
-        """XACK + XDEL ``ids``; return how many were still pending and got acknowledged."""
-        return int(self._ack(keys=[stream], args=[group, *ids]))
+    def _call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        return self._s[name](keys=list(keys), args=list(args))
+
+    def enqueue(
+        self, jobs: Sequence[tuple[str, str, str, bytes, int, str]], now_ms: int, window_ms: int
+    ) -> list[tuple[bool, str]]:
+        """Record and add jobs given as (job key, target key, id, payload, due ms, task).
+
+        Returns (created, entry id or the existing job's state) per job.
+        """
+        keys: list[Any] = []
+        args: list[Any] = [now_ms, window_ms]
+        for job_key, target, job_id, payload, due_ms, task in jobs:
+            keys.extend((job_key, target))
+            args.extend((job_id, payload, due_ms, task))
+        reply = self._call("enqueue", keys, args)
+        return [(bool(created), _text(what)) for created, what in reply]
+
+    def start(
+        self, group: str, worker: str, now_ms: int, entries: Sequence[tuple[str, str, bytes, int]]
+    ) -> list[bool]:
+        """Mark (stream, job key, entry id, attempt) as running; False = cancelled, skip it."""
+        keys: list[Any] = []
+        args: list[Any] = [group, worker, now_ms]
+        for stream, job_key, entry_id, attempt in entries:
+            keys.extend((stream, job_key))
+            args.extend((entry_id, attempt))
+        return [bool(x) for x in self._call("start", keys, args)]
+
+    def ack(self, cancels: str, group: str, now_ms: int, done: Sequence[Finished]) -> int:
+        """Acknowledge finished entries and record them; return how many were still ours."""
+        keys: list[Any] = [cancels]
+        args: list[Any] = [group, now_ms]
+        for f in done:
+            keys.extend((f.stream, f.job_key))
+            args.extend((f.entry_id, f.state, f.result, f.ttl_ms, f.channel))
+        return int(self._call("ack", keys, args))
 
     def retry(
         self,
-        stream: str,
-        delayed: str,
+        keys: tuple[str, str, str],
         group: str,
         entry_id: bytes,
         payload: bytes,
         due_ms: int,
         now_ms: int,
+        error: tuple[str, str, str],
     ) -> bool:
         """Ack ``entry_id`` and schedule ``payload``; False if the lease was lost meanwhile."""
-        args: list[Any] = [group, entry_id, payload, due_ms, now_ms]
-        return bool(self._retry(keys=[stream, delayed], args=args))
+        return bool(self._call("retry", keys, [group, entry_id, payload, due_ms, now_ms, *error]))
 
     def bury(
-        self, stream: str, dead: str, group: str, entry_id: bytes, fields: dict[str, Any]
+        self,
+        keys: tuple[str, str, str],
+        group: str,
+        entry_id: bytes,
+        now_ms: int,
+        ttl_ms: int,
+        channel: str,
+        fields: dict[str, Any],
     ) -> bool:
         """Ack ``entry_id`` and add ``fields`` to the dead-letter stream; False if lease lost."""
-        flat: list[Any] = [group, entry_id]
+        flat: list[Any] = [group, entry_id, now_ms, ttl_ms, channel]
         for name, value in fields.items():
             flat.extend((name, value))
-        return bool(self._bury(keys=[stream, dead], args=flat))
+        return bool(self._call("bury", keys, flat))
 
     def promote(self, stream: str, delayed: str, now_ms: int, limit: int) -> tuple[int, int]:
         """Move due jobs to the stream; return (moved, earliest remaining due ms or -1)."""
-        moved, nxt = self._promote(keys=[stream, delayed], args=[now_ms, limit])
+        moved, nxt = self._call("promote", [stream, delayed], [now_ms, limit])
         return int(moved), int(nxt)
 
     def reclaim(
@@ -88,28 +165,54 @@ class Scripts:
     ) -> ReclaimResult:
         """One XAUTOCLAIM step from ``cursor``; see ``lua/reclaim.lua``."""
         args: list[Any] = [group, reaper, min_idle_ms, cursor, count, max_deliveries, now_ms]
-        reply = self._reclaim(keys=[stream, dead], args=args)
-        rest = reply[4:]
-        buried = [(rest[i], rest[i + 1]) for i in range(0, len(rest), 2)]
-        return ReclaimResult(reply[0], int(reply[1]), buried, int(reply[3]))
+        cur, deleted, req, bur = self._call("reclaim", [stream, dead], args)
+        requeued = [Moved(req[i], _text(req[i + 1])) for i in range(0, len(req), 2)]
+        buried = [
+            Moved(bur[i], _text(bur[i + 1]), bur[i + 2], _text(bur[i + 3]))
+            for i in range(0, len(bur), 4)
+        ]
+        return ReclaimResult(cur, int(deleted), requeued, buried)
+
+    def settle(
+        self, now_ms: int, ttl_ms: int, moves: Sequence[tuple[str, bytes, str, str, str]]
+    ) -> int:
+        """Record (job key, old entry id, new state, channel, dead id) after a reclaim."""
+        keys = [m[0] for m in moves]
+        args: list[Any] = [now_ms, ttl_ms]
+        for _, old_id, state, channel, dead_id in moves:
+            args.extend((old_id, state, channel, dead_id))
+        return int(self._call("settle", keys, args))
 
     def touch(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> int:
         """Refresh the lease of ``consumer``'s entries idle at least ``min_idle_ms``."""
-        return int(self._touch(keys=[stream], args=[group, consumer, min_idle_ms, count]))
+        return int(self._call("touch", [stream], [group, consumer, min_idle_ms, count]))
 
     def release(self, stream: str, group: str, consumer: str, count: int) -> tuple[int, bool]:
         """Requeue ``consumer``'s pending entries; return (released, consumer deleted)."""
-        released, gone = self._release(keys=[stream], args=[group, consumer, count])
+        released, gone = self._call("release", [stream], [group, consumer, count])
         return int(released), bool(gone)
 
     def prune(self, stream: str, group: str, min_idle_ms: int) -> list[str]:
         """Delete consumers idle past ``min_idle_ms`` that own nothing; return their names."""
-        names = self._prune(keys=[stream], args=[group, min_idle_ms])
-        return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        return [_text(n) for n in self._call("prune", [stream], [group, min_idle_ms])]
 
-    def replay(self, dead: str, stream: str, moves: list[tuple[bytes, bytes]]) -> int:
-        """Move (dead id, payload) pairs back to the stream; return how many moved."""
-        flat: list[Any] = []
-        for entry_id, payload in moves:
-            flat.extend((entry_id, payload))
-        return int(self._replay(keys=[dead, stream], args=flat))
+    def replay(
+        self,
+        dead: str,
+        stream: str,
+        now_ms: int,
+        moves: Sequence[tuple[str, bytes, bytes, str, str]],
+    ) -> int:
+        """Move (job key, dead id, payload, job id, task) back to ``stream``; return count."""
+        keys: list[Any] = [dead, stream]
+        args: list[Any] = [now_ms]
+        for job_key, dead_id, payload, job_id, task in moves:
+            keys.append(job_key)
+            args.extend((dead_id, payload, job_id, task))
+        return int(self._call("replay", keys, args))
+
+    def cancel(
+        self, job_key: str, cancels: str, job_id: str, now_ms: int, ttl_ms: int, channel: str
+    ) -> str:
+        """Cancel a job; return cancelled, cancelling, its final state, or unknown."""
+        return _text(self._call("cancel", [job_key, cancels], [job_id, now_ms, ttl_ms, channel]))

@@ -91,12 +91,23 @@ class TaskOptions:
     backoff_cap_s: float = 300.0
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     priority: int = PRIORITY_NORMAL
+    timeout_s: float | None = None
+    result_ttl_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
             raise ConfigError("max_retries must be >= 0")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ConfigError("timeout_s must be positive (or None for no limit)")
+        if self.result_ttl_s < 0:
+            raise ConfigError("result_ttl_s must be >= 0")
         if self.backoff_base_s < 0 or self.backoff_cap_s < 0:
             raise ConfigError("backoff_base_s and backoff_cap_s must be >= 0")
+
+    @property
+    def record_ttl_ms(self) -> int:
+        """How long a finished job's record lives: its result TTL, or an hour for status."""
+        return int((self.result_ttl_s or 3600) * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +129,10 @@ class WorkerSettings:
     burst: bool = False
     burst_horizon_ms: int = 5000
     log_jobs: str = "all"  # "all" | "failures": successes are the bulk of the log volume
+    # None: strict priority (high first, always). Weights like (6, 3, 1) for high, normal,
+    # low instead pick the level served first in proportion, so low work is never starved.
+    priority_weights: tuple[int, int, int] | None = None
+    cancel_grace_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.queues:

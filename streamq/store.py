@@ -7,18 +7,19 @@ It narrows redis-py's loosely typed replies to real types and wraps connection f
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from streamq.errors import ConfigError, RedisCommandError, StreamqConnectionError
-from streamq.keys import QueueKeys
-from streamq.scripts import ReclaimResult, Scripts
+from streamq.keys import PRIORITY_LEVELS, QueueKeys
+from streamq.scripts import Finished, ReclaimResult, Scripts
 from streamq.settings import TlsSettings
 
 REAPER_CONSUMER = "streamq-reaper"
@@ -30,8 +31,14 @@ class Entry:
     """One stream entry handed to a worker: where it came from and its raw fields."""
 
     keys: QueueKeys
+    priority: int
     id: bytes
     fields: dict[bytes, bytes]
+
+    @property
+    def stream(self) -> str:
+        """The stream key this entry lives in."""
+        return self.keys.stream_for(self.priority)
 
     @property
     def payload(self) -> bytes | None:
@@ -69,6 +76,10 @@ def _wrapped(what: str) -> Iterator[None]:
         raise RedisCommandError(f"{what}: {e}") from e
 
 
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _no_group(e: redis.ResponseError) -> bool:
     """True for the error of a stream or group that does not exist (yet, or any more)."""
     return "NOGROUP" in str(e)
@@ -103,6 +114,18 @@ def connect(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue: where it goes, its id and task, its bytes, when it is due."""
+
+    keys: QueueKeys
+    job_id: str
+    task: str
+    priority: int
+    payload: bytes
+    due_ms: int = 0  # 0: now, onto the stream; else into the delayed set
+
+
 class Store:
     """Queue verbs for one Redis client; safe to share within a thread, not across forks."""
 
@@ -111,132 +134,187 @@ class Store:
         self.scripts = Scripts(client)
 
     # -- producing -------------------------------------------------------------------------
-    def add(self, items: Sequence[tuple[QueueKeys, bytes]]) -> list[bytes]:
-        """XADD each payload to its queue's stream in one round trip; return entry ids."""
-        with _wrapped("enqueue failed"):
-            if len(items) == 1:
-                keys, payload = items[0]
-                return [cast(bytes, self.client.xadd(keys.stream, {b"j": payload}))]
-            pipe = self.client.pipeline(transaction=False)
-            for keys, payload in items:
-                pipe.xadd(keys.stream, {b"j": payload})
-            return list(pipe.execute())
+    def enqueue(
+        self, jobs: Sequence[NewJob], now_ms: int, window_ms: int = 0
+    ) -> list[tuple[bool, str]]:
+        """Record and add jobs in one script call; per job (created, entry id or its state).
 
-    def schedule(self, items: Sequence[tuple[QueueKeys, bytes, int]]) -> None:
-        """ZADD each payload to its queue's delayed set, scored by due time in ms."""
+        Idempotent per job id, so resending after a lost reply never duplicates a job.
+        """
+        rows = [
+            (
+                j.keys.job(j.job_id),
+                j.keys.delayed_for(j.priority) if j.due_ms else j.keys.stream_for(j.priority),
+                j.job_id,
+                j.payload,
+                j.due_ms,
+                j.task,
+            )
+            for j in jobs
+        ]
         with _wrapped("enqueue failed"):
-            pipe = self.client.pipeline(transaction=False)
-            for keys, payload, due_ms in items:
-                pipe.zadd(keys.delayed, {payload: due_ms})
-            pipe.execute()
+            return self.scripts.enqueue(rows, now_ms, window_ms)
 
     # -- consuming -------------------------------------------------------------------------
     def ensure_group(self, keys: QueueKeys, group: str) -> None:
-        """Create the consumer group (and the stream) if missing; start from the first entry."""
+        """Create the group on every priority stream if missing; start from the first entry."""
         with _wrapped("group create failed"):
-            try:
-                self.client.xgroup_create(keys.stream, group, id="0", mkstream=True)
-            except redis.ResponseError as e:
-                if "BUSYGROUP" not in str(e):
-                    raise
+            for stream in keys.streams:
+                try:
+                    self.client.xgroup_create(stream, group, id="0", mkstream=True)
+                except redis.ResponseError as e:
+                    if "BUSYGROUP" not in str(e):
+                        raise
 
     def groups(self, keys: QueueKeys) -> list[str]:
-        """Names of the consumer groups on the queue's stream."""
+        """Names of the consumer groups on the queue's streams."""
+        names: set[str] = set()
         with _wrapped("group list failed"):
-            try:
-                info: Any = self.client.xinfo_groups(keys.stream)
-            except redis.ResponseError:
-                return []  # no stream yet
-        return [g["name"].decode() if isinstance(g["name"], bytes) else g["name"] for g in info]
+            for stream in keys.streams:
+                try:
+                    info: Any = self.client.xinfo_groups(stream)
+                except redis.ResponseError:
+                    continue  # no stream yet
+                names.update(_str(g["name"]) for g in info)
+        return sorted(names)
 
     def read(
         self,
-        queues: Sequence[QueueKeys],
+        streams: Sequence[tuple[QueueKeys, int]],
         group: str,
         consumer: str,
         count: int,
-        block_ms: int,
+        block_ms: int | None,
         own: bool = False,
     ) -> list[Entry]:
-        """XREADGROUP new entries for ``consumer`` (``own``: its pending ones instead).
+        """XREADGROUP new entries of (queue, priority) streams (``own``: our pending ones).
 
+        Entries come back highest priority first. ``block_ms=None`` does not block.
         Recreates the group if Redis lost it (a restart without persistence).
         """
-        by_stream = {k.stream.encode(): k for k in queues}
-        streams: dict[Any, Any] = {k.stream: "0" if own else ">" for k in queues}
+        by_stream = {k.stream_for(p).encode(): (k, p) for k, p in streams}
+        names: dict[Any, Any] = {k.stream_for(p): "0" if own else ">" for k, p in streams}
         with _wrapped("read failed"):
             try:
                 reply: Any = self.client.xreadgroup(
-                    group, consumer, streams, count=count, block=block_ms or None
+                    group, consumer, names, count=count, block=block_ms
                 )
             except redis.ResponseError as e:
                 if not _no_group(e):
                     raise
-                for keys in queues:
+                for keys in {k for k, _ in streams}:
                     self.ensure_group(keys, group)
                 return []
         out: list[Entry] = []
         for stream, entries in reply or ():
-            keys = by_stream[stream]
+            keys, priority = by_stream[stream]
             for entry_id, fields in entries:
                 # An entry deleted while pending reads back with no fields (None): bury it too.
-                out.append(Entry(keys, entry_id, fields or {}))
+                out.append(Entry(keys, priority, entry_id, fields or {}))
+        out.sort(key=lambda e: -e.priority)  # stable: stream order within a level
         return out
 
-    def ack(self, keys: QueueKeys, group: str, ids: list[bytes]) -> int:
-        """Acknowledge and delete finished entries; return how many were still ours."""
+    def entry(self, keys: QueueKeys, priority: int, entry_id: bytes) -> Entry | None:
+        """One stream entry by id, or None once it is gone (acked, moved)."""
+        with _wrapped("entry read failed"):
+            rows: Any = self.client.xrange(keys.stream_for(priority), entry_id, entry_id)
+        return Entry(keys, priority, rows[0][0], rows[0][1]) if rows else None
+
+    def start(
+        self,
+        group: str,
+        worker: str,
+        now_ms: int,
+        batch: Sequence[Entry],
+        job_ids: Sequence[str],
+        attempts: Sequence[int],
+    ) -> list[bool]:
+        """Mark a batch as running; False for entries cancelled meanwhile (already dropped)."""
+        rows = [
+            (e.stream, e.keys.job(jid), e.id, attempt)
+            for e, jid, attempt in zip(batch, job_ids, attempts, strict=True)
+        ]
+        with _wrapped("start failed"):
+            return self.scripts.start(group, worker, now_ms, rows)
+
+    def ack(self, keys: QueueKeys, group: str, now_ms: int, done: Sequence[Finished]) -> int:
+        """Acknowledge, delete and record finished entries; return how many were still ours."""
         with _wrapped("ack failed"):
-            return self.scripts.ack(keys.stream, group, ids)
+            return self.scripts.ack(keys.cancels, group, now_ms, done)
 
     def retry_later(
         self,
-        keys: QueueKeys,
+        entry: Entry,
         group: str,
-        entry_id: bytes,
+        job_id: str,
         payload: bytes,
         due_ms: int,
         now_ms: int,
+        error: tuple[str, str, str],
     ) -> bool:
-        """Ack a failed entry and schedule its next attempt, atomically."""
+        """Ack a failed entry and schedule its next attempt (same priority), atomically."""
+        k = entry.keys
+        keys = (entry.stream, k.delayed_for(entry.priority), k.job(job_id))
         with _wrapped("retry failed"):
-            return self.scripts.retry(
-                keys.stream, keys.delayed, group, entry_id, payload, due_ms, now_ms
-            )
+            return self.scripts.retry(keys, group, entry.id, payload, due_ms, now_ms, error)
 
-    def bury(self, keys: QueueKeys, group: str, entry_id: bytes, fields: dict[str, Any]) -> bool:
-        """Ack an entry and add it to the dead-letter stream, atomically."""
+    def bury(
+        self,
+        entry: Entry,
+        group: str,
+        job_id: str,
+        now_ms: int,
+        ttl_ms: int,
+        fields: dict[str, Any],
+    ) -> bool:
+        """Ack an entry, add it to the dead-letter stream and mark its job dead, atomically."""
+        k = entry.keys
+        keys = (entry.stream, k.dead, k.job(job_id or "-"))
         with _wrapped("bury failed"):
-            return self.scripts.bury(keys.stream, keys.dead, group, entry_id, fields)
+            return self.scripts.bury(
+                keys, group, entry.id, now_ms, ttl_ms, k.done_channel(job_id or "-"), fields
+            )
 
     def touch(self, keys: QueueKeys, group: str, consumer: str, min_idle_ms: int) -> int:
         """Refresh the lease of ``consumer``'s entries idle at least ``min_idle_ms``."""
+        n = 0
         with _wrapped("lease refresh failed"):
-            try:
-                return self.scripts.touch(keys.stream, group, consumer, min_idle_ms, 10_000)
-            except redis.ResponseError as e:
-                if _no_group(e):
-                    return 0
-                raise
+            for stream in keys.streams:
+                try:
+                    n += self.scripts.touch(stream, group, consumer, min_idle_ms, 10_000)
+                except redis.ResponseError as e:
+                    if not _no_group(e):
+                        raise
+        return n
 
-    def release(self, keys: QueueKeys, group: str, consumer: str) -> tuple[int, bool]:
+    def release(self, keys: QueueKeys, group: str, consumer: str) -> int:
         """Requeue everything ``consumer`` still holds; drop it from the group if empty."""
+        n = 0
         with _wrapped("release failed"):
-            try:
-                return self.scripts.release(keys.stream, group, consumer, 10_000)
-            except redis.ResponseError as e:
-                if _no_group(e):
-                    return 0, True
-                raise
+            for stream in keys.streams:
+                try:
+                    n += self.scripts.release(stream, group, consumer, 10_000)[0]
+                except redis.ResponseError as e:
+                    if not _no_group(e):
+                        raise
+        return n
 
     # -- maintenance -----------------------------------------------------------------------
     def promote_due(self, keys: QueueKeys, now_ms: int, limit: int = 500) -> tuple[int, int]:
-        """Move due delayed jobs to the stream; return (moved, next due ms or -1)."""
+        """Move due delayed jobs to their streams; return (moved, next due ms or -1)."""
+        moved, nxt = 0, -1
         with _wrapped("promote failed"):
-            return self.scripts.promote(keys.stream, keys.delayed, now_ms, limit)
+            for p in PRIORITY_LEVELS:
+                m, n = self.scripts.promote(keys.stream_for(p), keys.delayed_for(p), now_ms, limit)
+                moved += m
+                if n >= 0 and (nxt < 0 or n < nxt):
+                    nxt = n
+        return moved, nxt
 
     def reclaim_idle(
         self,
         keys: QueueKeys,
+        stream: str,
         group: str,
         min_idle_ms: int,
         cursor: bytes,
@@ -244,11 +322,11 @@ class Store:
         max_deliveries: int,
         now_ms: int,
     ) -> ReclaimResult:
-        """One reaper step over the pending list, from ``cursor``."""
+        """One reaper step over one stream's pending list, from ``cursor``."""
         with _wrapped("reclaim failed"):
             try:
                 return self.scripts.reclaim(
-                    keys.stream,
+                    stream,
                     keys.dead,
                     group,
                     REAPER_CONSUMER,
@@ -260,18 +338,90 @@ class Store:
                 )
             except redis.ResponseError as e:
                 if _no_group(e):
-                    return ReclaimResult(b"0-0", 0, [], 0)
+                    return ReclaimResult(b"0-0", 0, [], [])
                 raise
+
+    def settle(self, keys: QueueKeys, result: ReclaimResult, now_ms: int, ttl_ms: int) -> int:
+        """Record on their jobs what a reclaim step did (requeued or dead)."""
+        moves = [
+            (keys.job(m.job_id), m.old_id, "queued", keys.done_channel(m.job_id), "")
+            for m in result.requeued
+            if m.job_id
+        ] + [
+            (keys.job(m.job_id), m.old_id, "dead", keys.done_channel(m.job_id), m.dead_id)
+            for m in result.buried
+            if m.job_id
+        ]
+        if not moves:
+            return 0
+        with _wrapped("settle failed"):
+            return self.scripts.settle(now_ms, ttl_ms, moves)
 
     def prune_consumers(self, keys: QueueKeys, group: str, min_idle_ms: int) -> list[str]:
         """Delete consumers that are long idle and own nothing."""
+        gone: list[str] = []
         with _wrapped("prune failed"):
+            for stream in keys.streams:
+                try:
+                    gone += self.scripts.prune(stream, group, min_idle_ms)
+                except redis.ResponseError as e:
+                    if not _no_group(e):
+                        raise
+        return gone
+
+    # -- jobs ------------------------------------------------------------------------------
+    def job_record(self, keys: QueueKeys, job_id: str) -> dict[str, bytes]:
+        """The job's hash (empty when it expired or never existed)."""
+        with _wrapped("job lookup failed"):
+            raw: Any = self.client.hgetall(keys.job(job_id))
+        return {_str(k): v for k, v in raw.items()}
+
+    def set_progress(self, keys: QueueKeys, job_id: str, progress: float, note: str) -> None:
+        """Store a running job's progress (0..1) and a note, for its handle to read."""
+        with _wrapped("progress failed"):
+            self.client.hset(keys.job(job_id), mapping={"progress": progress, "note": note})
+
+    def cancel(self, keys: QueueKeys, job_id: str, now_ms: int, ttl_ms: int) -> str:
+        """Cancel a job; see ``lua/cancel.lua`` for what each outcome means."""
+        with _wrapped("cancel failed"):
+            return self.scripts.cancel(
+                keys.job(job_id), keys.cancels, job_id, now_ms, ttl_ms, keys.done_channel(job_id)
+            )
+
+    def cancels(self, keys: QueueKeys) -> set[str]:
+        """Ids of running jobs whose cancellation was asked for."""
+        with _wrapped("cancel list failed"):
+            raw: Any = self.client.smembers(keys.cancels)
+        return {_str(m) for m in raw}
+
+    def forget_cancel(self, keys: QueueKeys, job_id: str) -> None:
+        """Drop a cancel request whose job is no longer running anywhere."""
+        with _wrapped("cancel cleanup failed"):
+            self.client.srem(keys.cancels, job_id)
+
+    def wait_done(
+        self, keys: QueueKeys, job_id: str, timeout_s: float, is_done: Callable[[], bool]
+    ) -> bool:
+        """Block (pub/sub, no polling) until the job is final or ``timeout_s`` passes.
+
+        Subscribes first and checks ``is_done`` after, so a finish in between is not missed.
+        """
+        deadline = time.monotonic() + timeout_s
+        with _wrapped("result wait failed"):
+            pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]  # untyped in redis-py
+                ignore_subscribe_messages=True
+            )
             try:
-                return self.scripts.prune(keys.stream, group, min_idle_ms)
-            except redis.ResponseError as e:
-                if _no_group(e):
-                    return []
-                raise
+                pubsub.subscribe(keys.done_channel(job_id))
+                while True:
+                    if is_done():
+                        return True
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    pubsub.get_message(timeout=left)
+            finally:
+                pubsub.close()
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_list(self, keys: QueueKeys, start: str = "-", count: int = 100) -> list[DeadLetter]:
@@ -283,10 +433,19 @@ class Store:
             for eid, fields in rows
         ]
 
-    def dead_replay(self, keys: QueueKeys, moves: list[tuple[bytes, bytes]]) -> int:
-        """Move (dead id, payload) pairs back to the stream atomically; return count moved."""
+    def dead_replay(
+        self,
+        keys: QueueKeys,
+        priority: int,
+        now_ms: int,
+        moves: Sequence[tuple[bytes, bytes, str, str]],
+    ) -> int:
+        """Move (dead id, payload, job id, task) back to the stream atomically; return count."""
+        rows = [
+            (keys.job(jid or "-"), did, payload, jid, task) for did, payload, jid, task in moves
+        ]
         with _wrapped("replay failed"):
-            return self.scripts.replay(keys.dead, keys.stream, moves)
+            return self.scripts.replay(keys.dead, keys.stream_for(priority), now_ms, rows)
 
     def dead_delete(self, keys: QueueKeys, ids: list[str]) -> int:
         """Delete dead letters by id; return how many existed."""
@@ -297,25 +456,28 @@ class Store:
 
     # -- inspection ------------------------------------------------------------------------
     def stats(self, keys: QueueKeys, group: str) -> QueueStats:
-        """Depth of one queue as seen by ``group``.
+        """Depth of one queue as seen by ``group``, over all priorities.
 
-        XLEN is not the depth on its own: acked entries are deleted, so the stream holds what
+        XLEN is not the depth on its own: acked entries are deleted, so the streams hold what
         is queued plus what workers hold (pending).
         """
         with _wrapped("stats failed"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.xlen(keys.stream)
-            pipe.zcard(keys.delayed)
+            for p in PRIORITY_LEVELS:
+                pipe.xlen(keys.stream_for(p))
+                pipe.zcard(keys.delayed_for(p))
             pipe.xlen(keys.dead)
-            length, delayed, dead = pipe.execute()
+            *counts, dead = pipe.execute()
             consumers: dict[str, int] = {}
-            try:
-                for c in self.client.xinfo_consumers(keys.stream, group):
-                    name = c["name"]
-                    consumers[name.decode() if isinstance(name, bytes) else name] = c["pending"]
-            except redis.ResponseError:
-                pass  # no stream or group yet: nothing is pending
+            for stream in keys.streams:
+                try:
+                    for c in self.client.xinfo_consumers(stream, group):
+                        name = _str(c["name"])
+                        consumers[name] = consumers.get(name, 0) + int(c["pending"])
+                except redis.ResponseError:
+                    pass  # no stream or group yet: nothing is pending
         pending = sum(consumers.values())
+        length, delayed = sum(counts[0::2]), sum(counts[1::2])
         return QueueStats(
             keys.queue, int(length) - pending, pending, int(delayed), int(dead), consumers
         )
@@ -323,7 +485,10 @@ class Store:
     def due_before(self, keys: QueueKeys, until_ms: int) -> int:
         """How many delayed jobs of ``keys`` are due by ``until_ms``."""
         with _wrapped("delayed count failed"):
-            return int(self.client.zcount(keys.delayed, "-inf", until_ms))
+            return sum(
+                int(self.client.zcount(keys.delayed_for(p), "-inf", until_ms))
+                for p in PRIORITY_LEVELS
+            )
 
     def server_info(self) -> dict[str, Any]:
         """INFO and the settings that decide whether accepted jobs survive."""

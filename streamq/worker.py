@@ -8,26 +8,39 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
-import msgpack
 import structlog
 
 from streamq import codec
 from streamq.app import App, now_ms
-from streamq.backoff import compute_backoff_ms
-from streamq.errors import DecodeError, RedisCommandError, Retry, StreamqConnectionError
-from streamq.job import Envelope
-from streamq.keys import QueueKeys
+from streamq.context import JobContext, _current
+from streamq.errors import (
+    Cancelled,
+    DecodeError,
+    RedisCommandError,
+    StreamqConnectionError,
+    TimeLimitExceeded,
+)
+from streamq.job import PRIORITY_HIGH, Envelope
+from streamq.keys import PRIORITY_LEVELS, QueueKeys
+from streamq.outcomes import Op, Outcomes, reseed
+from streamq.scripts import Finished
 from streamq.settings import WorkerSettings
+from streamq.slots import Running, Slots
 from streamq.store import Entry, Store
 
 log = structlog.get_logger("streamq.worker")
+
+Item = tuple[Entry, Envelope | DecodeError]
+
+# A forked child inherits the parent's random state: reseed, or every worker of a pool draws
+# the same jitter and their retries fire in lockstep.
+os.register_at_fork(after_in_child=reseed)
 
 
 class Interrupted(Exception):
@@ -42,25 +55,41 @@ def consumer_name() -> str:
 class Worker:
     """Runs jobs from one consumer group; one instance per process.
 
-    The constructor has no side effects; :meth:`start` connects.
+    The constructor has no side effects; :meth:`start` connects. ``slots``/``slot`` publish
+    the running job to a supervisor (time limits, cancellation); None when run alone.
     """
 
-    def __init__(self, app: App, settings: WorkerSettings, consumer: str | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        settings: WorkerSettings,
+        consumer: str | None = None,
+        slots: Slots | None = None,
+        slot: int = 0,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.consumer = consumer or consumer_name()
         self.queues = [QueueKeys(q) for q in settings.queues]
+        self.streams = [(k, p) for k in self.queues for p in PRIORITY_LEVELS]
         self.processed = 0
+        self._slots, self._slot = slots, slot
         self._store: Store | None = None
+        self._outcomes: Outcomes | None = None
         self._count = 1
-        self._acks: dict[QueueKeys, list[bytes]] = {}
-        self._buffer: deque[Entry] = deque()
+        self._acks: dict[QueueKeys, list[Finished]] = {}
+        self._buffer: deque[Item] = deque()
         self._recover = False
-        self._deferred: list[Callable[[], object]] = []
+        self._deferred: list[Op] = []
         self._last_flush = 0.0
+        self._last_check = 0.0
+        self._last_job_s = 0.0
         self._stopping = False
         self._reading = False
+        self._running: str | None = None  # job id while its task runs (signals check it)
+        self._skipped = 0  # entries of this step dropped as cancelled
         self._log = log.bind(group=settings.group, consumer=self.consumer)
+        self._rng = random.Random()
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -70,6 +99,15 @@ class Worker:
             timeout = max(self.app.settings.socket_timeout_s, self.settings.block_ms / 1000 + 5)
             self._store = self.app.new_store(timeout)
         return self._store
+
+    @property
+    def outcomes(self) -> Outcomes:
+        """The failure policy, writing through this worker's store."""
+        if self._outcomes is None:
+            self._outcomes = Outcomes(
+                self.app, self.store, self.settings.group, self.consumer, self._log
+            )
+        return self._outcomes
 
     def start(self) -> None:
         """Create the consumer groups (idempotent) and announce the worker."""
@@ -89,6 +127,15 @@ class Worker:
             self._reading = False
             raise Interrupted
 
+    def on_cancel_signal(self) -> None:
+        """SIGUSR1 from the supervisor: stop the running task if it is the one to cancel."""
+        if self._running and self._slots and self._slots.cancel_target(self._slot) == self._running:
+            raise Cancelled(f"job {self._running} was cancelled")
+
+    def _on_alarm(self, _sig: int, _frame: object) -> None:
+        if self._running:
+            raise TimeLimitExceeded(f"job {self._running} ran past its time limit")
+
     @property
     def stopping(self) -> bool:
         """True once :meth:`stop` was called."""
@@ -96,6 +143,7 @@ class Worker:
 
     def run(self, should_continue: Callable[[], bool] = lambda: True) -> int:
         """Loop until stopped (or, in burst mode, until there is nothing left); return exit code."""
+        signal.signal(signal.SIGALRM, self._on_alarm)
         self._connect_with_retry(self.start)
         down_since: float | None = None
         while not self._stopping and should_continue():
@@ -122,9 +170,9 @@ class Worker:
         """Record finished work, hand back entries not started, and leave the group."""
         released = 0
         try:
-            self._flush()
+            self._run_deferred()
             for keys in self.queues:
-                released += self.store.release(keys, self.settings.group, self.consumer)[0]
+                released += self.store.release(keys, self.settings.group, self.consumer)
         except (StreamqConnectionError, RedisCommandError) as e:
             # Whatever we hold stays pending; the reaper recovers it after the timeout.
             self._log.warning("worker.release_failed", error_message=str(e))
@@ -132,16 +180,19 @@ class Worker:
 
     # -- one step --------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Read one batch (unless one is in hand) and run it; return entries handled."""
+        """Read one batch (unless one is in hand) and run it; return entries handled
+        (cancelled ones dropped unrun included)."""
         self._run_deferred()
+        self._skipped = 0
         if not self._buffer:
-            self._fill()
+            self._fill(self.streams, self.settings.block_ms)
         if not self._buffer:
-            return 0
+            return self._skipped
         started = time.perf_counter()
-        self._last_flush = started
+        self._last_flush = self._last_check = started
         handled = 0
         while self._buffer and not self._stopping:
+            self._maybe_preempt()
             # Popped only once its outcome is recorded (or deferred), so an outage mid-batch
             # leaves the rest in hand for after the reconnect.
             self._handle(self._buffer[0])
@@ -152,21 +203,21 @@ class Worker:
         self._flush()
         self._adapt(handled, time.perf_counter() - started)
         self.processed += handled
-        return handled
+        return handled + self._skipped
 
-    def _fill(self) -> None:
-        """Read the next batch; after an outage, first re-read what we already own.
+    def _fill(self, streams: list[tuple[QueueKeys, int]], block_ms: int | None) -> list[Item]:
+        """Read a batch, mark it running, and queue it highest priority first.
 
-        A read whose reply was lost still delivered its entries to our pending list, where our
-        own lease refresh would keep them from the reaper forever; reading from id 0 returns
-        them (entries with recorded outcomes were flushed just before, so none runs twice).
+        After an outage, re-read what we already own first: a read whose reply was lost still
+        delivered its entries to our pending list, where our own lease refresh would keep them
+        from the reaper forever (outcomes were flushed just before, so none runs twice).
         """
-        block = 100 if self.settings.burst else self.settings.block_ms
         own = self._recover
-        self._reading = True
+        block = 100 if self.settings.burst else block_ms
+        self._reading = block is not None
         try:
             entries = self.store.read(
-                self.queues, self.settings.group, self.consumer, self._count, block, own=own
+                streams, self.settings.group, self.consumer, self._count, block, own=own
             )
         except Interrupted:
             # The reply may be half read: drop the connection so no later command reads it.
@@ -176,7 +227,81 @@ class Worker:
             self._reading = False
         if own and not entries:
             self._recover = False
-        self._buffer.extend(entries)
+        items = self._decode_and_start(entries)
+        if self.settings.priority_weights:
+            items = self._weighted(items)
+        self._buffer.extend(items)
+        return items
+
+    def _decode_and_start(self, entries: list[Entry]) -> list[Item]:
+        items: list[Item] = []
+        for e in entries:
+            try:
+                payload = e.payload
+                if payload is None:
+                    raise DecodeError("malformed_entry", "entry has no 'j' field", b"")
+                items.append((e, codec.decode(payload, self.app.settings.max_payload_bytes)))
+            except DecodeError as err:
+                items.append((e, err))
+        jobs = [(e, env) for e, env in items if isinstance(env, Envelope)]
+        if not jobs:
+            return items
+        run = self.store.start(
+            self.settings.group,
+            self.consumer,
+            now_ms(),
+            [e for e, _ in jobs],
+            [env.id for _, env in jobs],
+            [env.attempt for _, env in jobs],
+        )
+        skipped = {e.id for (e, env), go in zip(jobs, run, strict=True) if not go}
+        self._skipped += len(skipped)
+        for e, env in jobs:
+            if e.id in skipped:
+                self._log.info(
+                    "job.cancelled",
+                    job_id=env.id,
+                    task=env.task,
+                    queue=env.queue,
+                    attempt=env.attempt,
+                    outcome="cancelled",
+                    running=False,
+                )
+        return [item for item in items if item[0].id not in skipped]
+
+    def _weighted(self, items: list[Item]) -> list[Item]:
+        """Order levels by a weighted draw, so lower priorities get a share under load."""
+        weights = dict(zip(PRIORITY_LEVELS, self.settings.priority_weights or (), strict=True))
+        levels = sorted({e.priority for e, _ in items})
+        order: list[int] = []
+        while levels:
+            pick = self._rng.choices(levels, [weights[lv] for lv in levels])[0]
+            order.append(pick)
+            levels.remove(pick)
+        rank = {lv: i for i, lv in enumerate(order)}
+        return sorted(items, key=lambda it: rank[it[0].priority])
+
+    def _maybe_preempt(self) -> None:
+        """Before a lower-priority job, look for newly arrived higher-priority work.
+
+        Checked at most once per max(1 ms, last job's run time), so prefetched low-priority
+        work delays an urgent job by about one job, without a round trip per fast job.
+        """
+        head = self._buffer[0][0].priority
+        if head >= PRIORITY_HIGH or self.settings.priority_weights:
+            return
+        now = time.perf_counter()
+        if now - self._last_check < max(0.001, self._last_job_s):
+            return
+        self._last_check = now
+        higher = [(k, p) for k, p in self.streams if p > head]
+        front = self._fill_front(higher)
+        for item in reversed(front):
+            self._buffer.appendleft(item)
+
+    def _fill_front(self, streams: list[tuple[QueueKeys, int]]) -> list[Item]:
+        entries = self.store.read(streams, self.settings.group, self.consumer, self._count, None)
+        return self._decode_and_start(entries)
 
     def _adapt(self, handled: int, elapsed_s: float) -> None:
         """Size the next read so a batch takes about ``batch_target_ms``."""
@@ -186,28 +311,93 @@ class Worker:
         target = int(self.settings.batch_target_ms / per_job_ms)
         self._count = max(1, min(self.settings.max_batch, target))
 
-    def _handle(self, entry: Entry) -> None:
-        payload = entry.payload
-        if payload is None:
-            self._bury_raw(entry, "malformed_entry", "entry has no 'j' field")
-            return
-        try:
-            env = codec.decode(payload, self.app.settings.max_payload_bytes)
-        except DecodeError as e:
-            self._bury_raw(entry, e.reason, str(e))
+    def _handle(self, item: Item) -> None:
+        entry, env = item
+        if isinstance(env, DecodeError):
+            self._record(self.outcomes.bury_raw(entry, env.reason, str(env)))
             return
         task = self.app.tasks.get(env.task)
         if task is None:
-            self._bury(entry, env, "unknown_task", None, 0.0, f"no task named {env.task!r}")
+            msg = f"no task named {env.task!r}"
+            self._record(self.outcomes.bury(entry, env, "unknown_task", None, 0.0, msg))
             return
+        timeout_ms = env.timeout_ms
+        if timeout_ms is None and task.options.timeout_s:
+            timeout_ms = int(task.options.timeout_s * 1000)
         started = time.perf_counter()
+        token = _current.set(JobContext(env.id, env.task, env.queue, env.attempt, self.store))
+        if self._slots is not None:
+            start = now_ms()
+            self._slots.set(
+                self._slot,
+                Running(
+                    env.id,
+                    env.queue,
+                    entry.priority,
+                    entry.id.decode(),
+                    start,
+                    start + timeout_ms if timeout_ms else 0,
+                ),
+            )
+        self._running = env.id
+        if timeout_ms:
+            signal.setitimer(signal.ITIMER_REAL, timeout_ms / 1000)
         try:
-            task.fn(*env.args, **env.kwargs)
-        except Exception as exc:  # noqa: BLE001 - any task failure is recorded, never fatal
-            self._failed(entry, env, exc, _ms_since(started))
+            value = task.fn(*env.args, **env.kwargs)
+            self._running = None
+        except Cancelled:
+            self._running = None
+            self._finish(entry, env, task.options.record_ttl_ms, "cancelled", b"", started)
             return
-        self._acks.setdefault(entry.keys, []).append(entry.id)
-        if self.settings.log_jobs == "all":
+        except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded, never fatal
+            self._running = None
+            self._record(self.outcomes.failed(entry, env, exc, _ms_since(started)))
+            return
+        finally:
+            self._running = None
+            if timeout_ms:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            if self._slots is not None:
+                self._slots.clear(self._slot)
+            _current.reset(token)
+            self._last_job_s = time.perf_counter() - started
+        result = b""
+        if task.options.result_ttl_s > 0 and value is not None:
+            try:
+                result = codec.encode_result(value)
+            except (TypeError, ValueError, OverflowError) as e:
+                self._log.warning(
+                    "job.result_unencodable", job_id=env.id, task=env.task, error_message=str(e)
+                )
+        self._finish(entry, env, task.options.record_ttl_ms, "succeeded", result, started)
+
+    def _finish(
+        self, entry: Entry, env: Envelope, ttl_ms: int, state: str, result: bytes, started: float
+    ) -> None:
+        keys = entry.keys
+        self._acks.setdefault(keys, []).append(
+            Finished(
+                entry.stream,
+                keys.job(env.id),
+                entry.id,
+                state,
+                result,
+                ttl_ms,
+                keys.done_channel(env.id),
+            )
+        )
+        if state == "cancelled":
+            self._log.info(
+                "job.cancelled",
+                job_id=env.id,
+                task=env.task,
+                queue=env.queue,
+                attempt=env.attempt,
+                duration_ms=_ms_since(started),
+                outcome="cancelled",
+                running=True,
+            )
+        elif self.settings.log_jobs == "all":
             self._log.info(
                 "job.succeeded",
                 job_id=env.id,
@@ -218,118 +408,15 @@ class Worker:
                 outcome="succeeded",
             )
 
-    # -- outcomes --------------------------------------------------------------------------
-    def _failed(self, entry: Entry, env: Envelope, exc: Exception, duration_ms: float) -> None:
-        opts = self.app.tasks[env.task].options
-        max_retries = opts.max_retries if env.max_retries is None else env.max_retries
-        retryable = isinstance(exc, (Retry, *opts.retry_on))
-        if not retryable or env.attempt > max_retries:
-            reason = "max_retries" if retryable else "not_retryable"
-            self._bury(entry, env, reason, exc, duration_ms)
-            return
-        if isinstance(exc, Retry) and exc.delay_s is not None:
-            delay_ms = int(exc.delay_s * 1000)
-        else:
-            base = env.backoff_base_ms
-            cap = env.backoff_cap_ms
-            delay_ms = compute_backoff_ms(
-                env.attempt,
-                int(opts.backoff_base_s * 1000) if base is None else base,
-                int(opts.backoff_cap_s * 1000) if cap is None else cap,
-                _rng,
-            )
-        payload = codec.encode(env.next_attempt(), self.app.settings.max_payload_bytes)
-        now = now_ms()
-        self._record(
-            lambda: self.store.retry_later(
-                entry.keys, self.settings.group, entry.id, payload, now + delay_ms, now
-            ),
-            env,
-        )
-        self._log.warning(
-            "job.failed",
-            job_id=env.id,
-            task=env.task,
-            queue=env.queue,
-            attempt=env.attempt,
-            duration_ms=duration_ms,
-            outcome="retry",
-            retry_in_ms=delay_ms,
-            **_error_fields(exc),
-        )
-
-    def _bury(
-        self,
-        entry: Entry,
-        env: Envelope,
-        reason: str,
-        exc: BaseException | None,
-        duration_ms: float,
-        message: str = "",
-    ) -> None:
-        err = _error_fields(exc) if exc else {"error_type": "", "error_message": message}
-        fields: dict[str, Any] = {
-            "j": entry.payload or b"",
-            "reason": reason,
-            "job_id": env.id,
-            "task": env.task,
-            "attempts": env.attempt,
-            "entry": entry.id,
-            "worker": self.consumer,
-            "enqueued_ms": env.enqueued_ms,
-            "dead_ms": now_ms(),
-            **err,
-        }
-        self._record(
-            lambda: self.store.bury(entry.keys, self.settings.group, entry.id, fields), env
-        )
-        self._log.error(
-            "job.dead_lettered",
-            job_id=env.id,
-            task=env.task,
-            queue=env.queue,
-            attempt=env.attempt,
-            duration_ms=duration_ms,
-            outcome="dead",
-            reason=reason,
-            **err,
-        )
-
-    def _bury_raw(self, entry: Entry, reason: str, message: str) -> None:
-        """Dead-letter an entry we cannot decode, keeping its bytes as they were."""
-        raw = entry.payload if entry.payload is not None else msgpack.packb(entry.fields)
-        fields: dict[str, Any] = {
-            "j": raw,
-            "reason": reason,
-            "error_type": "DecodeError",
-            "error_message": message,
-            "entry": entry.id,
-            "worker": self.consumer,
-            "dead_ms": now_ms(),
-        }
-        self._record(
-            lambda: self.store.bury(entry.keys, self.settings.group, entry.id, fields), None
-        )
-        self._log.error(
-            "job.dead_lettered",
-            entry_id=entry.id.decode(),
-            queue=entry.keys.queue,
-            outcome="dead",
-            reason=reason,
-            error_type="DecodeError",
-            error_message=message,
-            payload_bytes=len(raw),
-        )
-
-    def _record(self, op: Callable[[], bool], env: Envelope | None) -> None:
+    # -- recording -------------------------------------------------------------------------
+    def _record(self, op: Op) -> None:
         """Run an outcome write now; it stays queued for after reconnecting if Redis is away."""
-        self._deferred.append(lambda: op() or self._lease_lost(env))
+        self._deferred.append(lambda: op() or self._lease_lost())
         self._run_deferred()
 
-    def _lease_lost(self, env: Envelope | None) -> bool:
+    def _lease_lost(self) -> bool:
         self._log.warning(
             "job.lease_lost",
-            job_id=env.id if env else None,
             message="entry was reclaimed while running; the reclaimed copy decides the outcome",
         )
         return False
@@ -337,15 +424,13 @@ class Worker:
     def _flush(self) -> None:
         """Acknowledge finished entries: one script call per queue."""
         self._last_flush = time.perf_counter()
-        if not self._acks:
-            return
         while self._acks:
-            keys, ids = next(iter(self._acks.items()))
+            keys, done = next(iter(self._acks.items()))
             # Removed only after Redis took them: an outage keeps them for the retry.
-            acked = self.store.ack(keys, self.settings.group, ids)
+            acked = self.store.ack(keys, self.settings.group, now_ms(), done)
             del self._acks[keys]
-            if acked < len(ids):
-                self._log.warning("job.lease_lost", queue=keys.queue, count=len(ids) - acked)
+            if acked < len(done):
+                self._log.warning("job.lease_lost", queue=keys.queue, count=len(done) - acked)
 
     def _run_deferred(self) -> None:
         """Flush successes, then outcome writes, oldest first; each leaves only once done."""
@@ -373,7 +458,7 @@ class Worker:
             down_since = time.perf_counter()
             self._log.error("redis.connection_lost", error_message=str(error))
         down_s = time.perf_counter() - down_since
-        delay = min(5.0, 0.05 * 2 ** min(down_s, 10)) * (0.5 + _rng.random() / 2)
+        delay = min(5.0, 0.05 * 2 ** min(down_s, 10)) * (0.5 + self._rng.random() / 2)
         deadline = time.monotonic() + delay
         while not self._stopping and time.monotonic() < deadline:
             time.sleep(min(0.05, delay))
@@ -391,21 +476,8 @@ class Worker:
         return True
 
 
-_rng = random.Random()
-# A forked child inherits the parent's generator state: reseed, or every worker of a pool draws
-# the same jitter and their retries fire in lockstep.
-os.register_at_fork(after_in_child=_rng.seed)
-
-
 def _ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
-def _error_fields(exc: BaseException | None) -> dict[str, str]:
-    if exc is None:
-        return {}
-    return {
-        "error_type": type(exc).__name__,
-        "error_message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
+__all__ = ["Interrupted", "Worker", "consumer_name"]

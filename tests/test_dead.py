@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import streamq
+from streamq.job import PRIORITY_NORMAL
 from streamq.keys import QueueKeys
 from streamq.settings import WorkerSettings
 from streamq.testing import RedisServer
@@ -119,7 +120,7 @@ def test_cli_info_reports_depth(app: streamq.App, queue: str, redis_server: Redi
     t.enqueue_in(60)
     keys = QueueKeys(queue)
     app.store.ensure_group(keys, "default")
-    app.store.read([keys], "default", "c1", 1, 10)
+    app.store.read([(keys, PRIORITY_NORMAL)], "default", "c1", 1, 10)
     info = json.loads(_cli(redis_server, "info", "--queue", queue).stdout)
     assert info == {
         "queue": queue,

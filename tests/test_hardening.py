@@ -12,6 +12,7 @@ import redis
 
 import streamq
 from streamq.app import now_ms
+from streamq.job import PRIORITY_NORMAL
 from streamq.keys import QueueKeys
 from streamq.reaper import Reaper
 from streamq.scheduler import Scheduler
@@ -23,7 +24,9 @@ from tests.helpers import ROOT
 ACL_COMMANDS = (
     "+ping +info +xadd +xreadgroup +xack +xdel +xgroup|create +xgroup|delconsumer +xautoclaim "
     "+xclaim +xpending +xrange +xlen +xinfo|consumers +xinfo|groups +zadd +zcard +zcount "
-    "+zrange +zrem +evalsha +eval +script|load +command|docs +config|get"
+    "+zrange +zrem +evalsha +eval +script|load +command|docs +config|get "
+    "+hgetall +hget +hset +del +exists +pexpire +publish +sadd +smembers +srem +subscribe "
+    "+unsubscribe"
 )
 
 
@@ -48,7 +51,7 @@ def _exercise(app: streamq.App, queue: str) -> None:
         Scheduler(app.store, [keys]).run_once(now_ms())
     assert sorted(calls) == ["bad", "bad", "delayed", "ok", "retry", "retry"]
     flaky.enqueue("held")
-    app.store.read([keys], "default", "crashed", 1, 10)
+    app.store.read([(keys, PRIORITY_NORMAL)], "default", "crashed", 1, 10)
     Reaper(app.store, [keys], "default", app.settings).run_once(now_ms())
     w.shutdown()
     s = app.store.stats(keys, "default")
@@ -69,6 +72,7 @@ def test_least_privilege_acl_user_runs_everything(redis_server: RedisServer, que
         "resetkeys",
         "~streamq:*",
         "resetchannels",
+        "&streamq:*",
         "-@all",
         *ACL_COMMANDS.split(),
     )

@@ -8,18 +8,22 @@ import time
 import streamq
 from streamq import codec
 from streamq.app import now_ms
+from streamq.job import PRIORITY_NORMAL
 from streamq.keys import QueueKeys
 from streamq.reaper import Reaper
 from streamq.scheduler import Scheduler
 from streamq.settings import AppSettings, QueueSettings
-from streamq.store import Store
+from streamq.store import NewJob, Store
 from streamq.testing import RedisServer, wait_until
 from tests.helpers import entries
 
 
 def _fill_delayed(app: streamq.App, n: int, due_ms: int) -> None:
     keys = QueueKeys(app.settings.default_queue)
-    app.store.schedule([(keys, codec.encode(app.envelope("t", [i])), due_ms) for i in range(n)])
+    envs = [app.envelope("t", [i]) for i in range(n)]
+    app.store.enqueue(
+        [NewJob(keys, e.id, e.task, e.priority, codec.encode(e), due_ms) for e in envs], now_ms()
+    )
 
 
 def test_concurrent_schedulers_promote_each_job_once(app: streamq.App, queue: str) -> None:
@@ -59,7 +63,7 @@ def _held_by(app: streamq.App, queue: str, consumer: str, n: int) -> None:
     keys = QueueKeys(queue)
     app.store.ensure_group(keys, "default")
     app.enqueue_many([app.envelope("t", [i]) for i in range(n)])
-    assert len(app.store.read([keys], "default", consumer, n, 10)) == n
+    assert len(app.store.read([(keys, PRIORITY_NORMAL)], "default", consumer, n, 10)) == n
 
 
 def _reaped(reaper: Reaper, app: streamq.App, keys: QueueKeys) -> bool:
@@ -89,7 +93,7 @@ def test_reaper_buries_after_max_deliveries(app: streamq.App, queue: str) -> Non
     for round_ in range(3):
         wait_until(lambda: _reaped(reaper, app, keys), 5)
         if round_ < 2:
-            assert len(app.store.read([keys], "default", "w", 10, 10)) == 1
+            assert len(app.store.read([(keys, PRIORITY_NORMAL)], "default", "w", 10, 10)) == 1
     (dead,) = streamq.DeadLetters(app.store, queue).list()
     assert dead.reason == "max_deliveries"
     assert dead.fields["deliveries"] == "3"
@@ -143,8 +147,13 @@ def test_prune_removes_only_idle_consumers_owning_nothing(app: streamq.App, queu
     keys = QueueKeys(queue)
     _held_by(app, queue, "owner", 1)
     _held_by(app, queue, "empty", 1)
-    ((entry_id,),) = [[e.id for e in app.store.read([keys], "default", "empty", 1, 10, own=True)]]
-    assert app.store.ack(keys, "default", [entry_id]) == 1
+    ((entry_id,),) = [
+        [
+            e.id
+            for e in app.store.read([(keys, PRIORITY_NORMAL)], "default", "empty", 1, 10, own=True)
+        ]
+    ]
+    app.store.client.xack(keys.stream, "default", entry_id)
 
     def idle_ms(name: str) -> int:
         info = app.client().xinfo_consumers(keys.stream, "default")

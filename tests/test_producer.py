@@ -11,6 +11,7 @@ import streamq
 from streamq import codec
 from streamq.app import now_ms
 from streamq.keys import QueueKeys
+from streamq.store import NewJob
 from streamq.testing import RedisServer, free_port
 from tests.helpers import entries
 
@@ -64,19 +65,19 @@ def test_enqueue_by_name_uses_registered_task_queue(app: streamq.App, queue: str
 
 
 def test_enqueue_many_is_one_round_trip_per_batch(app: streamq.App, queue: str) -> None:
-    """Bulk enqueue sends ceil(n / batch_size) pipelines, and every job arrives in order."""
+    """Bulk enqueue makes ceil(n / batch_size) script calls, and every job arrives in order."""
 
     @app.task
     def work(i: int) -> None: ...
 
     calls: list[int] = []
-    real_add = app.store.add
+    real_enqueue = app.store.enqueue
 
-    def counting_add(items: Sequence[tuple[QueueKeys, bytes]]) -> list[bytes]:
-        calls.append(len(items))
-        return real_add(items)
+    def counting(jobs: Sequence[NewJob], now_ms: int, window_ms: int = 0) -> list[tuple[bool, str]]:
+        calls.append(len(jobs))
+        return real_enqueue(jobs, now_ms, window_ms)
 
-    app.store.add = counting_add  # type: ignore[method-assign]
+    app.store.enqueue = counting  # type: ignore[method-assign]
     jobs = app.enqueue_many((work.prepare(i) for i in range(2500)), batch_size=1000)
     assert calls == [1000, 1000, 500]
     assert len(jobs) == 2500

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgpack
@@ -10,6 +11,7 @@ import pytest
 import streamq
 from streamq import codec
 from streamq.keys import QueueKeys
+from streamq.scripts import Finished
 from streamq.settings import WorkerSettings
 from streamq.testing import wait_until
 
@@ -185,7 +187,7 @@ def test_lease_lost_result_is_not_recorded_twice(app: streamq.App, queue: str) -
     @app.task
     def slow() -> None:
         # Simulate the reaper acting while we run: requeue our entry under a new id.
-        app.store.reclaim_idle(keys, "default", 0, b"0-0", 10, 5, 0)
+        app.store.reclaim_idle(keys, keys.stream, "default", 0, b"0-0", 10, 5, 0)
 
     slow.enqueue()
     w = make_worker(app, queue)
@@ -234,9 +236,9 @@ def test_results_are_acked_in_batches(app: streamq.App, queue: str, count: int) 
     calls: list[int] = []
     real_ack = w.store.ack
 
-    def counting_ack(keys: QueueKeys, group: str, ids: list[bytes]) -> int:
-        calls.append(len(ids))
-        return real_ack(keys, group, ids)
+    def counting_ack(keys: QueueKeys, group: str, now_ms: int, done: Sequence[Finished]) -> int:
+        calls.append(len(done))
+        return real_ack(keys, group, now_ms, done)
 
     w.store.ack = counting_ack  # type: ignore[method-assign]
     assert w.run_once() == count

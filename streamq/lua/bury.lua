@@ -1,10 +1,23 @@
--- bury: move an entry to the dead-letter stream: ack + delete + XADD dead, in one step.
--- KEYS[1] stream, KEYS[2] dead-letter stream
--- ARGV[1] group, ARGV[2] entry id, ARGV[3..] field/value pairs of the dead-letter entry
+-- bury: move an entry to the dead-letter stream: ack + delete + XADD dead, and mark the job
+-- dead (with its error, an expiry, and a word to result waiters), in one step.
+-- KEYS[1] stream, KEYS[2] dead-letter stream, KEYS[3] job hash (may not exist)
+-- ARGV[1] group, ARGV[2] entry id, ARGV[3] now ms, ARGV[4] record ttl ms, ARGV[5] done channel,
+-- ARGV[6..] field/value pairs of the dead-letter entry
 -- returns: 1 buried, 0 lease lost (the reaper already moved it; nothing written)
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+local dead_id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], 'state', 'dead', 'finished_ms', ARGV[3], 'dead_id', dead_id)
+  for i = 6, #ARGV, 2 do
+    local f = ARGV[i]
+    if f == 'reason' or f == 'error_type' or f == 'error_message' or f == 'traceback' then
+      redis.call('HSET', KEYS[3], f, ARGV[i + 1])
+    end
+  end
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  redis.call('PUBLISH', ARGV[5], 'dead')
+end
 return 1

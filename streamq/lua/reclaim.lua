@@ -7,13 +7,13 @@
 -- KEYS[1] stream, KEYS[2] dead-letter stream
 -- ARGV[1] group, ARGV[2] reaper consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
 -- ARGV[6] max deliveries, ARGV[7] now ms
--- returns: {next cursor, requeued, buried, deleted, buried id 1, payload 1, ...}
+-- returns: {next cursor, deleted, {old id, job id, ...} requeued,
+--           {old id, job id, payload, dead id, ...} buried}
 local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
   'COUNT', ARGV[5], 'JUSTID')
-local requeued, buried = 0, 0
 local deleted = 0
 if r[3] then deleted = #r[3] end
-local out = {}
+local requeued, buried = {}, {}
 local maxdel = tonumber(ARGV[6])
 for _, id in ipairs(r[2]) do
   local e = redis.call('XRANGE', KEYS[1], id, id)
@@ -29,32 +29,29 @@ for _, id in ipairs(r[2]) do
     end
     n = n + 1
     redis.call('XDEL', KEYS[1], id)
+    local raw = payload or cmsgpack.pack(fields)
+    -- Name the job when the payload is ours, so records and dead letters can be found.
+    local ok, doc = pcall(cmsgpack.unpack, raw)
+    local job_id, named = '', {}
+    if ok and type(doc) == 'table' and type(doc['t']) == 'string' then
+      job_id = tostring(doc['id'])
+      named = {'task', doc['t'], 'job_id', job_id, 'attempts', tostring(doc['n'])}
+    end
     if payload == nil or n >= maxdel then
-      local raw = payload or cmsgpack.pack(fields)
       local dead = {'j', raw, 'reason', 'max_deliveries', 'error_type', 'WorkerLost',
         'error_message', 'delivered ' .. n .. ' times without finishing (its worker died each time)',
         'deliveries', n, 'entry', id, 'dead_ms', ARGV[7], 'worker', ARGV[2]}
-      -- Name the job when the payload is ours, so dead letters can be found by task.
-      local ok, doc = pcall(cmsgpack.unpack, raw)
-      if ok and type(doc) == 'table' and type(doc['t']) == 'string' then
-        for _, v in ipairs({'task', doc['t'], 'job_id', tostring(doc['id']),
-                            'attempts', tostring(doc['n'])}) do
-          table.insert(dead, v)
-        end
-      end
-      redis.call('XADD', KEYS[2], '*', unpack(dead))
-      buried = buried + 1
-      table.insert(out, id)
-      table.insert(out, raw)
+      for _, v in ipairs(named) do table.insert(dead, v) end
+      local dead_id = redis.call('XADD', KEYS[2], '*', unpack(dead))
+      for _, v in ipairs({id, job_id, raw, dead_id}) do table.insert(buried, v) end
     else
       redis.call('XADD', KEYS[1], '*', 'j', payload, 'n', n)
-      requeued = requeued + 1
+      table.insert(requeued, id)
+      table.insert(requeued, job_id)
     end
   end
 end
 -- Everything claimed was acked above, so the reaper's consumer owns nothing: drop it rather
 -- than leave a consumer behind (Valkey creates it even when nothing was claimed).
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-local result = {r[1], requeued, buried, deleted}
-for _, v in ipairs(out) do table.insert(result, v) end
-return result
+return {r[1], deleted, requeued, buried}

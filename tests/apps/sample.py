@@ -6,6 +6,7 @@ to the hash ``sqtest:{queue}:runs`` (field: a tag the test chose), read back by 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -66,3 +67,33 @@ def kill_worker(tag: str) -> None:
     """Kill the process running it, as an OOM kill or a segfault would."""
     _count(tag)
     os._exit(137)
+
+
+@app.task(timeout_s=0.5, max_retries=1, backoff_base_s=0, backoff_cap_s=0)
+def overrun(tag: str, seconds: float) -> None:
+    """Run past its 0.5 s time limit."""
+    _count(tag)
+    time.sleep(seconds)
+
+
+@app.task(timeout_s=0.5, max_retries=0)
+def stubborn(tag: str, seconds: float) -> None:
+    """Ignore Cancelled and TimeLimitExceeded (bad practice) until ``seconds`` pass."""
+    _count(tag)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(BaseException):
+            time.sleep(0.05)
+
+
+@app.task
+def ordered(tag: str, seconds: float) -> None:
+    """Append ``tag`` to the run order list, then work for ``seconds``."""
+    app.client().rpush(f"sqtest:{QUEUE}:order", tag)
+    time.sleep(seconds)
+
+
+@app.task
+def double(x: int) -> int:
+    """Return a value for result tests."""
+    return x * 2

@@ -1,0 +1,39 @@
+"""What a running task can know about its own job: ``streamq.current_job()``."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from streamq.keys import QueueKeys
+from streamq.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """The job a task is running for."""
+
+    id: str
+    task: str
+    queue: str
+    attempt: int
+    _store: Store
+
+    def set_progress(self, progress: float, note: str = "") -> None:
+        """Record progress (0..1) and a note, readable from ``job.info()`` in any process."""
+        self._store.set_progress(QueueKeys(self.queue), self.id, progress, note)
+
+
+_current: ContextVar[JobContext | None] = ContextVar("streamq_current_job", default=None)
+
+
+def current_job() -> JobContext:
+    """The job the calling task runs for.
+
+    Raises:
+        LookupError: called outside a task run by a worker.
+    """
+    ctx = _current.get()
+    if ctx is None:
+        raise LookupError("current_job() is only available inside a task run by a worker")
+    return ctx

@@ -1,0 +1,156 @@
+"""How a failed or unrunnable job is recorded: retried later, or buried with a reason.
+
+Shared by the worker (for jobs it ran) and the supervisor (for a job whose process it had to
+kill), so both follow one policy. Each method logs the canonical line and returns the Redis
+write as a callable, which the caller runs now or after Redis comes back.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from streamq import codec
+from streamq.app import App, now_ms
+from streamq.backoff import compute_backoff_ms
+from streamq.errors import Retry, TimeLimitExceeded
+from streamq.job import Envelope
+from streamq.store import Entry, Store
+
+Op = Callable[[], bool]
+
+_rng = random.Random()
+
+
+def reseed() -> None:
+    """Give this process its own jitter (forked workers would otherwise retry in lockstep)."""
+    _rng.seed()
+
+
+def error_fields(exc: BaseException | None) -> dict[str, str]:
+    """Type, message and traceback of ``exc``, as logged and stored."""
+    if exc is None:
+        return {}
+    return {
+        "error_type": type(exc).__name__,
+        "error_message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+class Outcomes:
+    """Failure policy of one App, writing through ``store`` as ``consumer`` of ``group``."""
+
+    def __init__(self, app: App, store: Store, group: str, consumer: str, log: Any) -> None:
+        self.app = app
+        self.store = store
+        self.group = group
+        self.consumer = consumer
+        self.log = log
+
+    def failed(self, entry: Entry, env: Envelope, exc: BaseException, duration_ms: float) -> Op:
+        """A run that raised: retry with backoff while attempts remain, else bury."""
+        opts = self.app.tasks[env.task].options
+        max_retries = opts.max_retries if env.max_retries is None else env.max_retries
+        timed_out = isinstance(exc, TimeLimitExceeded)
+        retryable = timed_out or isinstance(exc, (Retry, *opts.retry_on))
+        if not retryable or env.attempt > max_retries:
+            reason = "timeout" if timed_out else "max_retries" if retryable else "not_retryable"
+            return self.bury(entry, env, reason, exc, duration_ms)
+        if isinstance(exc, Retry) and exc.delay_s is not None:
+            delay_ms = int(exc.delay_s * 1000)
+        else:
+            base, cap = env.backoff_base_ms, env.backoff_cap_ms
+            delay_ms = compute_backoff_ms(
+                env.attempt,
+                int(opts.backoff_base_s * 1000) if base is None else base,
+                int(opts.backoff_cap_s * 1000) if cap is None else cap,
+                _rng,
+            )
+        payload = codec.encode(env.next_attempt(), self.app.settings.max_payload_bytes)
+        now = now_ms()
+        err = error_fields(exc)
+        self.log.warning(
+            "job.failed",
+            job_id=env.id,
+            task=env.task,
+            queue=env.queue,
+            attempt=env.attempt,
+            duration_ms=duration_ms,
+            outcome="retry",
+            retry_in_ms=delay_ms,
+            reason="timeout" if timed_out else "error",
+            **err,
+        )
+        error = (err["error_type"], err["error_message"], err["traceback"])
+        return lambda: self.store.retry_later(
+            entry, self.group, env.id, payload, now + delay_ms, now, error
+        )
+
+    def bury(
+        self,
+        entry: Entry,
+        env: Envelope,
+        reason: str,
+        exc: BaseException | None,
+        duration_ms: float,
+        message: str = "",
+    ) -> Op:
+        """Move a decodable job to the dead-letter stream with ``reason``."""
+        err = error_fields(exc) if exc else {"error_type": "", "error_message": message}
+        now = now_ms()
+        fields: dict[str, Any] = {
+            "j": entry.payload or b"",
+            "reason": reason,
+            "job_id": env.id,
+            "task": env.task,
+            "attempts": env.attempt,
+            "entry": entry.id,
+            "worker": self.consumer,
+            "enqueued_ms": env.enqueued_ms,
+            "dead_ms": now,
+            **err,
+        }
+        task = self.app.tasks.get(env.task)
+        ttl = task.options.record_ttl_ms if task else 86_400_000
+        self.log.error(
+            "job.dead_lettered",
+            job_id=env.id,
+            task=env.task,
+            queue=env.queue,
+            attempt=env.attempt,
+            duration_ms=duration_ms,
+            outcome="dead",
+            reason=reason,
+            **err,
+        )
+        return lambda: self.store.bury(entry, self.group, env.id, now, ttl, fields)
+
+    def bury_raw(self, entry: Entry, reason: str, message: str) -> Op:
+        """Dead-letter an entry we cannot decode, keeping its bytes as they were."""
+        raw = entry.payload if entry.payload is not None else msgpack.packb(entry.fields)
+        now = now_ms()
+        fields: dict[str, Any] = {
+            "j": raw,
+            "reason": reason,
+            "error_type": "DecodeError",
+            "error_message": message,
+            "entry": entry.id,
+            "worker": self.consumer,
+            "dead_ms": now,
+        }
+        self.log.error(
+            "job.dead_lettered",
+            entry_id=entry.id.decode(),
+            queue=entry.keys.queue,
+            outcome="dead",
+            reason=reason,
+            error_type="DecodeError",
+            error_message=message,
+            payload_bytes=len(raw),
+        )
+        return lambda: self.store.bury(entry, self.group, "", now, 86_400_000, fields)

@@ -1,0 +1,411 @@
+"""Results, status, progress, priorities, cancellation, time limits and unique jobs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+import streamq
+from streamq.keys import QueueKeys
+from streamq.settings import WorkerSettings
+from streamq.testing import RedisServer, wait_until
+from tests.apps import sample
+from tests.helpers import ROOT, Pool, runs
+
+
+def worker(app: streamq.App, queue: str, **kw: Any) -> streamq.Worker:
+    w = streamq.Worker(app, WorkerSettings(queues=(queue,), block_ms=10, **kw))
+    w.start()
+    return w
+
+
+def drain(w: streamq.Worker) -> None:
+    while w.run_once():
+        pass
+
+
+def test_result_round_trip_and_expiry(app: streamq.App, queue: str) -> None:
+    """A return value comes back typed through job.result(); it expires after result_ttl_s."""
+
+    @app.task
+    def add(a: int, b: int) -> dict[str, int]:
+        return {"sum": a + b}
+
+    @app.task(result_ttl_s=0.2)
+    def brief() -> str:
+        return "gone soon"
+
+    job = add.enqueue(2, 3)
+    short = brief.enqueue()
+    drain(worker(app, queue))
+    value: dict[str, int] = job.result(timeout_s=5)
+    assert value == {"sum": 5}
+    assert short.result(timeout_s=5) == "gone soon"
+    wait_until(lambda: short.status() == "unknown", 5)
+    assert job.status() == "succeeded"
+
+
+def test_result_waits_without_polling_and_times_out(app: streamq.App, queue: str) -> None:
+    """result() blocks on pub/sub until the job ends, and raises ResultTimeout when it does not."""
+
+    @app.task
+    def triple(x: int) -> int:
+        return 3 * x
+
+    job = triple.enqueue(7)
+    with pytest.raises(streamq.ResultTimeout):
+        job.result(timeout_s=0.2)
+    w = worker(app, queue)
+    timer = threading.Timer(0.3, lambda: drain(w))
+    timer.start()
+    started = time.monotonic()
+    assert job.result(timeout_s=10) == 21
+    assert time.monotonic() - started < 5
+    timer.join()
+
+
+def test_job_failed_carries_the_remote_error(app: streamq.App, queue: str) -> None:
+    """A dead job's result() raises JobFailed with the remote type, message and traceback."""
+
+    @app.task(max_retries=0)
+    def boom() -> None:
+        raise ZeroDivisionError("no luck")
+
+    job = boom.enqueue()
+    drain(worker(app, queue))
+    with pytest.raises(streamq.JobFailed) as info:
+        job.result(timeout_s=5)
+    err = info.value
+    assert (err.state, err.reason, err.error_type) == ("dead", "max_retries", "ZeroDivisionError")
+    assert err.error_message == "no luck"
+    assert 'raise ZeroDivisionError("no luck")' in err.traceback
+
+
+def test_status_through_every_stage(app: streamq.App, queue: str) -> None:
+    """scheduled -> queued -> running -> retrying -> succeeded, and dead, at each moment."""
+    seen: dict[str, str] = {}
+
+    @app.task(max_retries=1, backoff_base_s=60, backoff_cap_s=60)
+    def staged(tag: str) -> None:
+        me = streamq.current_job()
+        seen[f"{tag}:{me.attempt}"] = app.job(me.id).status()
+        if tag == "dies":
+            raise RuntimeError("always fails")
+        if me.attempt == 1:
+            raise streamq.Retry(delay_s=1.0, reason="first attempt fails")
+
+    later = staged.enqueue_in(60, "later")
+    assert later.status() == "scheduled"
+    job = staged.enqueue("x")
+    assert job.status() == "queued"
+    w = worker(app, queue)
+    drain(w)
+    assert seen == {"x:1": "running"}
+    assert job.status() == "retrying"
+    info = job.info()
+    assert (info.attempt, info.error_type) == (1, "Retry")  # attempts made so far
+    keys = QueueKeys(queue)
+    # Once due it counts as queued, even before a scheduler has moved it.
+    wait_until(lambda: job.status() == "queued", 5)
+    app.store.promote_due(keys, streamq.app.now_ms())
+    drain(w)
+    assert seen["x:2"] == "running"
+    assert job.status() == "succeeded"
+    info = job.info()
+    assert info.finished_ms is not None
+    assert info.started_ms is not None
+    assert info.worker == w.consumer
+    dies = staged.with_options(max_retries=0).enqueue("dies")
+    drain(w)
+    assert dies.status() == "dead"
+    assert later.status() == "scheduled"
+    assert app.job("no-such-job").status() == "unknown"
+
+
+def test_progress_is_readable_from_the_handle(app: streamq.App, queue: str) -> None:
+    """current_job().set_progress is visible through job.info() while the job runs."""
+    observed: list[tuple[float | None, str]] = []
+
+    @app.task
+    def long_job() -> None:
+        me = streamq.current_job()
+        me.set_progress(0.4, note="resizing")
+        info = app.job(me.id).info()
+        observed.append((info.progress, info.note))
+
+    job = long_job.enqueue()
+    drain(worker(app, queue))
+    assert observed == [(0.4, "resizing")]
+    assert job.info().progress == 0.4
+    with pytest.raises(LookupError):
+        streamq.current_job()
+
+
+def test_handle_rebuilt_in_another_process(
+    app: streamq.App, queue: str, redis_server: RedisServer
+) -> None:
+    """`streamq job ID` (another process) sees the same status and attempts."""
+
+    @app.task
+    def noop() -> None: ...
+
+    job = noop.enqueue()
+    drain(worker(app, queue))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamq",
+            "--redis-url",
+            redis_server.url,
+            "job",
+            job.id,
+            "--queue",
+            queue,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    info = json.loads(out.stdout)
+    assert (info["id"], info["status"], info["attempt"], info["task"]) == (
+        job.id,
+        "succeeded",
+        1,
+        "noop",
+    )
+
+
+def test_priority_order_under_a_mixed_backlog(app: streamq.App, queue: str) -> None:
+    """With low, normal and high jobs waiting, workers run all high, then normal, then low."""
+    order: list[str] = []
+
+    @app.task
+    def rec(tag: str) -> None:
+        order.append(tag)
+
+    for i in range(5):
+        rec.with_options(priority="low").enqueue(f"low{i}")
+        rec.enqueue(f"normal{i}")
+        rec.with_options(priority="high").enqueue(f"high{i}")
+    w = worker(app, queue)
+    w._count = 100
+    drain(w)
+    assert order == [f"{p}{i}" for p in ("high", "normal", "low") for i in range(5)]
+
+
+def test_retries_and_delayed_jobs_keep_their_priority(app: streamq.App, queue: str) -> None:
+    """A high-priority retry and a high-priority delayed job go back to the high stream."""
+
+    @app.task(priority="high", max_retries=1, backoff_base_s=60, backoff_cap_s=60)
+    def urgent() -> None:
+        raise RuntimeError("once")
+
+    urgent.enqueue()
+    urgent.enqueue_in(60)
+    drain(worker(app, queue))
+    keys = QueueKeys(queue)
+    assert app.client().zcard(keys.delayed_for(2)) == 2
+    assert app.client().zcard(keys.delayed) == 0
+    app.store.promote_due(keys, streamq.app.now_ms() + 120_000)
+    assert app.client().xlen(keys.stream_for(2)) == 2
+
+
+def test_weighted_mode_serves_every_level(app: streamq.App, queue: str) -> None:
+    """With weights, low-priority jobs are not all left for last under a backlog."""
+    order: list[str] = []
+
+    @app.task
+    def rec(tag: str) -> None:
+        order.append(tag)
+
+    for i in range(50):
+        rec.with_options(priority="high").enqueue(f"h{i}")
+        rec.with_options(priority="low").enqueue(f"l{i}")
+    w = worker(app, queue, priority_weights=(1, 1, 1), max_batch=10)
+    w._count = 10
+    drain(w)
+    first_half = order[:50]
+    assert any(t.startswith("l") for t in first_half)
+    assert len(order) == 100
+
+
+def test_cancel_queued_and_scheduled_jobs(app: streamq.App, queue: str) -> None:
+    """A cancelled queued or scheduled job never runs, and its status is cancelled."""
+    ran: list[str] = []
+
+    @app.task
+    def rec(tag: str) -> None:
+        ran.append(tag)
+
+    a = rec.enqueue("queued")
+    b = rec.enqueue_in(0.05, "scheduled")
+    c = rec.enqueue("kept")
+    assert a.cancel() == "cancelled"
+    assert b.cancel() == "cancelled"
+    wait_until(lambda: app.store.promote_due(QueueKeys(queue), streamq.app.now_ms())[0], 5)
+    drain(worker(app, queue))
+    assert ran == ["kept"]
+    assert (a.status(), b.status(), c.status()) == ("cancelled", "cancelled", "succeeded")
+    assert c.cancel() == "succeeded"  # too late: it already finished
+    with pytest.raises(streamq.JobFailed, match="cancelled"):
+        a.result(timeout_s=1)
+    keys = QueueKeys(queue)
+    assert app.client().xlen(keys.stream) == 0
+
+
+def test_concurrent_enqueues_of_one_job_id_create_one_job(
+    redis_server: RedisServer, queue: str
+) -> None:
+    """100 producers enqueueing job_id="invoice-42" at once create exactly one job."""
+    apps = [
+        streamq.App(redis_server.url, streamq.AppSettings(default_queue=queue)) for _ in range(20)
+    ]
+    barrier = threading.Barrier(100)
+    created: list[bool] = []
+
+    def produce(app: streamq.App) -> None:
+        barrier.wait()
+        job = app.enqueue("invoice.send", args=[42], job_id="invoice-42")
+        created.append(job.created)
+
+    threads = [threading.Thread(target=produce, args=(apps[i % 20],)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert created.count(True) == 1
+    assert len(created) == 100
+    assert apps[0].client().xlen(QueueKeys(queue).stream) == 1
+
+
+def test_unique_window_covers_finished_jobs(app: streamq.App, queue: str) -> None:
+    """job_id alone allows a new run once the first finished; unique_for_s blocks that too."""
+
+    @app.task
+    def report() -> None: ...
+
+    first = report.with_options(job_id="r-1").enqueue()
+    assert report.with_options(job_id="r-1").enqueue().created is False
+    drain(worker(app, queue))
+    assert report.with_options(job_id="r-1", unique_for_s=3600).enqueue().created is False
+    assert report.with_options(job_id="r-1").enqueue().created is True
+    assert first.id == "r-1"
+
+
+def _client(server: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(server.url)
+
+
+def _producer(server: RedisServer, queue: str) -> streamq.App:
+    sample.app.redis_url = server.url
+    sample.app.settings = streamq.AppSettings(default_queue=queue)
+    return sample.app
+
+
+def test_high_priority_job_overtakes_a_low_backlog(
+    redis_server: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """A high job arriving behind a prefetched low backlog waits about one job, not the batch."""
+    _producer(redis_server, queue)
+    c = _client(redis_server)
+    low = sample.ordered.with_options(queue=queue, priority="low")
+    sample.app.enqueue_many([low.prepare(f"low{i}", 0.02) for i in range(300)])
+    with Pool(worker_env, processes=1):
+        wait_until(lambda: c.llen(f"sqtest:{queue}:order") >= 20, 30)
+        sample.ordered.with_options(queue=queue, priority="high").enqueue("HIGH", 0)
+        lows_started = c.llen(f"sqtest:{queue}:order")  # at most this many began before
+        wait_until(lambda: b"HIGH" in c.lrange(f"sqtest:{queue}:order", 0, -1), 30)
+        raw: list[bytes] = c.lrange(f"sqtest:{queue}:order", 0, -1)  # type: ignore[assignment]
+    order = [x.decode() for x in raw]
+    # The low job in hand finishes first (one job's run time); then HIGH, not the prefetch.
+    assert order.index("HIGH") <= lows_started + 1, order[:40]
+
+
+def test_cancel_running_job_stops_it(
+    redis_server: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """A running job is stopped (Cancelled raised in it), not retried, status cancelled."""
+    app = _producer(redis_server, queue)
+    c = _client(redis_server)
+    job = sample.sleep_then_record.with_options(queue=queue).enqueue("c", 30)
+    with Pool(worker_env, processes=1) as pool:
+        wait_until(lambda: job.status() == "running", 30)
+        assert job.cancel() == "cancelling"
+        wait_until(lambda: job.status() == "cancelled", 15)
+        assert pool.events("job.cancelled")[0]["job_id"] == job.id
+        assert len(pool.children()) == 1
+    assert runs(c, queue) == {"c:started": 1}
+    assert app.store.stats(QueueKeys(queue), "default").pending == 0
+
+
+def test_cancel_of_a_task_that_ignores_it_replaces_the_process(
+    redis_server: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """A task that swallows Cancelled is killed after the grace, and its process replaced."""
+    _producer(redis_server, queue)
+    job = sample.stubborn.with_options(queue=queue, timeout_s=60).enqueue("s", 60)
+    with Pool(worker_env, processes=1) as pool:
+        wait_until(lambda: job.status() == "running", 30)
+        victim = pool.children()[0]
+        job.cancel()
+        wait_until(lambda: job.status() == "cancelled", 20)
+        wait_until(lambda: pool.children() and victim not in pool.children(), 20)
+        sample.record.with_options(queue=queue).enqueue("after")
+        wait_until(lambda: runs(_client(redis_server), queue).get("after") == 1, 20)
+
+
+def test_time_limit_stops_and_retries_then_dead_letters(
+    redis_server: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """A job over timeout_s is stopped, retried (max_retries=1), then dead with reason timeout."""
+    _producer(redis_server, queue)
+    c = _client(redis_server)
+    job = sample.overrun.with_options(queue=queue).enqueue("t", 5)
+    stuck = sample.stubborn.with_options(queue=queue).enqueue("st", 60)
+    with Pool(worker_env, processes=2) as pool:
+        with pytest.raises(streamq.JobFailed) as info:
+            job.result(timeout_s=30)
+        assert info.value.reason == "timeout"
+        assert runs(c, queue)["t"] == 2
+        with pytest.raises(streamq.JobFailed) as info2:
+            stuck.result(timeout_s=30)
+        assert info2.value.reason == "timeout"  # killed by the supervisor, recorded for it
+        assert pool.events("job.timed_out")
+        wait_until(lambda: len(pool.children()) == 2, 20)
+
+
+def test_cli_cancel(redis_server: RedisServer, queue: str) -> None:
+    """`streamq cancel ID` cancels a queued job and says so."""
+    app = _producer(redis_server, queue)
+    job = app.enqueue("record", args=["x"], queue=queue)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamq",
+            "--redis-url",
+            redis_server.url,
+            "cancel",
+            job.id,
+            "--queue",
+            queue,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0
+    assert json.loads(out.stdout) == {"job_id": job.id, "outcome": "cancelled"}
+    assert job.status() == "cancelled"
