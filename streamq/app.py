@@ -89,6 +89,7 @@ class App:
         priority: str | int = "normal",
         timeout_s: float | None = None,
         result_ttl_s: float = 86_400.0,
+        track: bool = True,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -105,6 +106,7 @@ class App:
         priority: str | int = "normal",
         timeout_s: float | None = None,
         result_ttl_s: float = 86_400.0,
+        track: bool = True,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
 
@@ -120,6 +122,7 @@ class App:
             priority=priority_value(priority),
             timeout_s=timeout_s,
             result_ttl_s=result_ttl_s,
+            track=track,
         )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
@@ -178,12 +181,16 @@ class App:
         timeout_ms: int | None = None,
         job_id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        tracked: bool | None = None,
     ) -> Envelope:
         """Build a job for ``task`` by name, without sending it.
 
         ``job_id`` makes enqueueing idempotent: the same id is not enqueued twice while live.
         """
         ts = now_ms()
+        if tracked is None:
+            known = self.tasks.get(task)
+            tracked = known.options.track if known else True
         if job_id is not None and not 0 < len(job_id) <= 200:
             raise ConfigError("job_id must be 1 to 200 characters")
         return Envelope(
@@ -199,6 +206,7 @@ class App:
             backoff_cap_ms=backoff_cap_ms,
             timeout_ms=timeout_ms,
             headers=dict(headers or {}),
+            tracked=tracked,
         )
 
     def enqueue(
@@ -297,12 +305,22 @@ class App:
             NewJob(QueueKeys(e.queue), e.id, e.task, e.priority, self._encode(e), due_ms)
             for e in batch
         ]
+        tracked = [n for n, e in zip(new, batch, strict=True) if e.tracked]
+        plain = [n for n, e in zip(new, batch, strict=True) if not e.tracked]
+        by_id: dict[str, tuple[bool, str]] = {}
         for attempt in range(3):
             try:
-                replies = self.store.enqueue(new, now_ms(), window_ms)
+                if tracked:
+                    got = self.store.enqueue(tracked, now_ms(), window_ms)
+                    by_id.update(zip((n.job_id for n in tracked), got, strict=True))
+                    tracked = []  # sent: a retry after a later failure must not resend
+                if plain:
+                    # No record, so no dedup: never resent, or a retry could duplicate.
+                    ids = self.store.add(plain)
+                    by_id.update((n.job_id, (True, i)) for n, i in zip(plain, ids, strict=True))
                 break
             except StreamqConnectionError as e:
-                if attempt == 2:
+                if attempt == 2 or plain:
                     what = (
                         f"job {batch[0].id} ({batch[0].task}) was not enqueued"
                         if done is None
@@ -313,6 +331,7 @@ class App:
             except RedisCommandError as e:
                 # OOM (maxmemory reached), READONLY replica after a failover.
                 raise EnqueueError(f"not enqueued: {e}") from e
+        replies = [by_id[e.id] for e in batch]
         return [
             Job(
                 e.id,

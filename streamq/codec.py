@@ -49,6 +49,8 @@ def encode(env: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
         doc["to"] = env.timeout_ms
     if env.headers:
         doc["h"] = dict(env.headers)
+    if not env.tracked:
+        doc["tr"] = False
     data: bytes = msgpack.packb(doc, use_bin_type=True, datetime=True)
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"job {env.id} encodes to {len(data)} bytes, limit is {max_bytes}")
@@ -79,6 +81,57 @@ def decode(raw: bytes, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Envelope:
         doc = msgpack.unpackb(raw, raw=False, strict_map_key=False, timestamp=3)
     except Exception as e:
         raise DecodeError("undecodable", f"{type(e).__name__}: {e}", raw) from e
+    env = _fast(doc)
+    return env if env is not None else _checked(doc, raw)
+
+
+def _fast(doc: Any) -> Envelope | None:
+    """The common case, with exact type checks only; None sends it to the careful path."""
+    try:
+        if not (
+            type(doc) is dict
+            and doc["v"] == SCHEMA_VERSION
+            and type(doc["id"]) is str
+            and type(doc["t"]) is str
+            and type(doc["q"]) is str
+            and type(doc["a"]) is list
+            and type(doc["k"]) is dict
+            and type(doc["n"]) is int
+            and type(doc["e"]) is int
+        ):
+            return None
+    except KeyError:
+        return None
+    get = doc.get
+    r, p, bb, bc, to, h = get("r"), get("p", 1), get("bb"), get("bc"), get("to"), get("h")
+    for v in (r, bb, bc, to):
+        if v is not None and type(v) is not int:
+            return None
+    kwargs = doc["k"]
+    if type(p) is not int or (h is not None and type(h) is not dict):
+        return None
+    if kwargs and not all(type(k) is str for k in kwargs):
+        return None
+    return Envelope(
+        doc["id"],
+        doc["t"],
+        doc["q"],
+        doc["a"],
+        kwargs,
+        doc["n"],
+        r,
+        doc["e"],
+        p,
+        bb,
+        bc,
+        to,
+        h or {},
+        get("tr", True) is not False,
+    )
+
+
+def _checked(doc: Any, raw: bytes) -> Envelope:
+    """Validate field by field to name what is wrong; raises DecodeError."""
     if not isinstance(doc, dict):
         raise DecodeError("wrong_shape", f"expected a map, got {type(doc).__name__}", raw)
     version = doc.get("v")
@@ -93,24 +146,6 @@ def decode(raw: bytes, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Envelope:
         value = doc.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise DecodeError("wrong_shape", f"field {name!r} is not an int", raw)
-    kwargs = doc["k"]
-    if not all(isinstance(k, str) for k in kwargs):
+    if not all(isinstance(k, str) for k in doc["k"]):
         raise DecodeError("wrong_shape", "keyword argument names must be strings", raw)
-    headers = doc.get("h") or {}
-    if not isinstance(headers, dict):
-        raise DecodeError("wrong_shape", "field 'h' is not a map", raw)
-    return Envelope(
-        id=doc["id"],
-        task=doc["t"],
-        queue=doc["q"],
-        args=doc["a"],
-        kwargs=kwargs,
-        attempt=doc["n"],
-        max_retries=doc.get("r"),
-        enqueued_ms=doc["e"],
-        priority=doc.get("p", 1),
-        backoff_base_ms=doc.get("bb"),
-        backoff_cap_ms=doc.get("bc"),
-        timeout_ms=doc.get("to"),
-        headers=headers,
-    )
+    raise DecodeError("wrong_shape", "field 'h' is not a map", raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from streamq.job import Envelope
 from streamq.keys import QueueKeys
 from streamq.store import Store
 
@@ -24,7 +25,11 @@ class JobContext:
         self._store.set_progress(QueueKeys(self.queue), self.id, progress, note)
 
 
-_current: ContextVar[JobContext | None] = ContextVar("streamq_current_job", default=None)
+# The worker sets (envelope, store) per job; the JobContext is built only when asked for,
+# which keeps it off the hot path of jobs that never call current_job().
+_current: ContextVar[tuple[Envelope, Store] | None] = ContextVar(
+    "streamq_current_job", default=None
+)
 
 
 def current_job() -> JobContext:
@@ -36,4 +41,5 @@ def current_job() -> JobContext:
     ctx = _current.get()
     if ctx is None:
         raise LookupError("current_job() is only available inside a task run by a worker")
-    return ctx
+    env, store = ctx
+    return JobContext(env.id, env.task, env.queue, env.attempt, store)

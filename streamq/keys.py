@@ -8,7 +8,7 @@ several shards later gets one tag per shard (``{queue#2}``) from the same builde
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamq.errors import ConfigError
 from streamq.job import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
@@ -28,13 +28,34 @@ def check_queue_name(queue: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    """Key names of one queue (or of one shard of it)."""
+    """Key names of one queue (or of one shard of it), computed once: workers ask per job."""
 
     queue: str
     shard: int | None = None
+    _base: str = field(init=False, repr=False, compare=False)
+    _streams: dict[int, str] = field(init=False, repr=False, compare=False)
+    _delayed: dict[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
+        base = f"{PREFIX}:{self.tag}:"
+        object.__setattr__(self, "_base", base)
+        object.__setattr__(
+            self,
+            "_streams",
+            {
+                p: base + ("stream" if p == PRIORITY_NORMAL else f"stream:p{p}")
+                for p in PRIORITY_LEVELS
+            },
+        )
+        object.__setattr__(
+            self,
+            "_delayed",
+            {
+                p: base + ("delayed" if p == PRIORITY_NORMAL else f"delayed:p{p}")
+                for p in PRIORITY_LEVELS
+            },
+        )
 
     @property
     def tag(self) -> str:
@@ -45,43 +66,48 @@ class QueueKeys:
     @property
     def stream(self) -> str:
         """Stream of runnable normal-priority jobs, read by the consumer group."""
-        return f"{PREFIX}:{self.tag}:stream"
+        return self._streams[PRIORITY_NORMAL]
 
     @property
     def delayed(self) -> str:
         """Sorted set of encoded normal-priority jobs scored by due time in ms."""
-        return f"{PREFIX}:{self.tag}:delayed"
-
-    def stream_for(self, priority: int) -> str:
-        """The stream of one priority level (normal keeps the plain name)."""
-        return self.stream if priority == PRIORITY_NORMAL else f"{self.stream}:p{priority}"
-
-    def delayed_for(self, priority: int) -> str:
-        """The delayed set of one priority level, so promotion keeps the priority."""
-        return self.delayed if priority == PRIORITY_NORMAL else f"{self.delayed}:p{priority}"
-
-    @property
-    def streams(self) -> tuple[str, ...]:
-        """Every priority's stream, highest first: the order workers serve them in."""
-        return tuple(self.stream_for(p) for p in PRIORITY_LEVELS)
-
-    def job(self, job_id: str) -> str:
-        """Hash with one job's state, timestamps, last error, progress and result."""
-        return f"{PREFIX}:{self.tag}:job:{job_id}"
-
-    def done_channel(self, job_id: str) -> str:
-        """Pub/sub channel told when the job reaches a final state (result waiters listen)."""
-        return f"{PREFIX}:{self.tag}:done:{job_id}"
-
-    @property
-    def cancels(self) -> str:
-        """Set of ids of running jobs whose cancellation was asked for."""
-        return f"{PREFIX}:{self.tag}:cancels"
+        return self._delayed[PRIORITY_NORMAL]
 
     @property
     def dead(self) -> str:
         """Dead-letter stream: jobs that exhausted retries or could not be run."""
-        return f"{PREFIX}:{self.tag}:dead"
+        return self._base + "dead"
+
+    def stream_for(self, priority: int) -> str:
+        """The stream of one priority level (normal keeps the plain name)."""
+        return self._streams[priority]
+
+    def delayed_for(self, priority: int) -> str:
+        """The delayed set of one priority level, so promotion keeps the priority."""
+        return self._delayed[priority]
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Every priority's stream, highest first: the order workers serve them in."""
+        return tuple(self._streams[p] for p in PRIORITY_LEVELS)
+
+    def job(self, job_id: str) -> str:
+        """Hash with one job's state, timestamps, last error, progress and result."""
+        return self._base + "job:" + job_id
+
+    def done_channel(self, job_id: str) -> str:
+        """Pub/sub channel told when the job reaches a final state (result waiters listen)."""
+        return self._base + "done:" + job_id
+
+    @property
+    def done_prefix(self) -> str:
+        """The done channels' common prefix (scripts append the job id)."""
+        return self._base + "done:"
+
+    @property
+    def cancels(self) -> str:
+        """Set of ids of running jobs whose cancellation was asked for."""
+        return self._base + "cancels"
 
 
 def priority_of_stream(stream_key: str) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -43,17 +43,15 @@ class ReclaimResult:
     buried: list[Moved]
 
 
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """One finished entry for :meth:`Scripts.ack`."""
+class Finished(NamedTuple):
+    """One finished entry for :meth:`Scripts.ack`; ``job_key`` is '' for untracked jobs."""
 
-    stream: str
-    job_key: str
     entry_id: bytes
+    job_key: str
+    job_id: str
     state: str  # succeeded | cancelled
     result: bytes
     ttl_ms: int
-    channel: str
 
 
 class Scripts:
@@ -108,13 +106,23 @@ class Scripts:
             args.extend((entry_id, attempt))
         return [bool(x) for x in self._call("start", keys, args)]
 
-    def ack(self, cancels: str, group: str, now_ms: int, done: Sequence[Finished]) -> int:
-        """Acknowledge finished entries and record them; return how many were still ours."""
-        keys: list[Any] = [cancels]
-        args: list[Any] = [group, now_ms]
-        for f in done:
-            keys.extend((f.stream, f.job_key))
-            args.extend((f.entry_id, f.state, f.result, f.ttl_ms, f.channel))
+    def ack(
+        self,
+        cancels: str,
+        stream: str,
+        done_prefix: str,
+        group: str,
+        now_ms: int,
+        done: Sequence[Finished],
+    ) -> int:
+        """Acknowledge finished entries of ``stream`` and record the tracked ones."""
+        keys: list[Any] = [cancels, stream]
+        args: list[Any] = [group, now_ms, done_prefix, len(done)]
+        args.extend(f.entry_id for f in done)
+        for i, f in enumerate(done, 1):
+            if f.job_key:
+                keys.append(f.job_key)
+                args.extend((i, f.job_id, f.state, f.result, f.ttl_ms))
         return int(self._call("ack", keys, args))
 
     def retry(

@@ -93,6 +93,7 @@ class TaskOptions:
     priority: int = PRIORITY_NORMAL
     timeout_s: float | None = None
     result_ttl_s: float = 86_400.0
+    track: bool = True
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:

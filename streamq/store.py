@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -26,8 +26,7 @@ REAPER_CONSUMER = "streamq-reaper"
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.error)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One stream entry handed to a worker: where it came from and its raw fields."""
 
     keys: QueueKeys
@@ -155,6 +154,18 @@ class Store:
         with _wrapped("enqueue failed"):
             return self.scripts.enqueue(rows, now_ms, window_ms)
 
+    def add(self, jobs: Sequence[NewJob]) -> list[str]:
+        """XADD (or ZADD, when delayed) jobs that keep no record, pipelined; no dedup."""
+        with _wrapped("enqueue failed"):
+            pipe = self.client.pipeline(transaction=False)
+            for j in jobs:
+                if j.due_ms:
+                    pipe.zadd(j.keys.delayed_for(j.priority), {j.payload: j.due_ms})
+                else:
+                    pipe.xadd(j.keys.stream_for(j.priority), {b"j": j.payload})
+            replies: list[Any] = pipe.execute()
+        return [r.decode() if isinstance(r, bytes) else "" for r in replies]
+
     # -- consuming -------------------------------------------------------------------------
     def ensure_group(self, keys: QueueKeys, group: str) -> None:
         """Create the group on every priority stream if missing; start from the first entry."""
@@ -208,10 +219,10 @@ class Store:
         out: list[Entry] = []
         for stream, entries in reply or ():
             keys, priority = by_stream[stream]
-            for entry_id, fields in entries:
-                # An entry deleted while pending reads back with no fields (None): bury it too.
-                out.append(Entry(keys, priority, entry_id, fields or {}))
-        out.sort(key=lambda e: -e.priority)  # stable: stream order within a level
+            # An entry deleted while pending reads back with no fields (None): bury it too.
+            out += [Entry(keys, priority, eid, fields or {}) for eid, fields in entries]
+        if reply and len(reply) > 1:
+            out.sort(key=lambda e: -e.priority)  # stable: stream order within a level
         return out
 
     def entry(self, keys: QueueKeys, priority: int, entry_id: bytes) -> Entry | None:
@@ -237,10 +248,23 @@ class Store:
         with _wrapped("start failed"):
             return self.scripts.start(group, worker, now_ms, rows)
 
-    def ack(self, keys: QueueKeys, group: str, now_ms: int, done: Sequence[Finished]) -> int:
-        """Acknowledge, delete and record finished entries; return how many were still ours."""
+    def ack(
+        self, keys: QueueKeys, priority: int, group: str, now_ms: int, done: Sequence[Finished]
+    ) -> int:
+        """Acknowledge, delete and record finished entries of one stream; return how many
+        were still ours."""
+        acked = 0
         with _wrapped("ack failed"):
-            return self.scripts.ack(keys.cancels, group, now_ms, done)
+            for i in range(0, len(done), 1000):  # Lua's unpack() has a stack limit
+                acked += self.scripts.ack(
+                    keys.cancels,
+                    keys.stream_for(priority),
+                    keys.done_prefix,
+                    group,
+                    now_ms,
+                    done[i : i + 1000],
+                )
+        return acked
 
     def retry_later(
         self,

@@ -336,16 +336,8 @@ class Supervisor:
         task = self.app.tasks.get(env.task)
         ttl = task.options.record_ttl_ms if task else 86_400_000
         if why == "cancelled" or task is None:
-            done = Finished(
-                entry.stream,
-                keys.job(env.id),
-                entry.id,
-                "cancelled",
-                b"",
-                ttl,
-                keys.done_channel(env.id),
-            )
-            self.app.store.ack(keys, self.worker_settings.group, now_ms(), [done])
+            done = Finished(entry.id, keys.job(env.id), env.id, "cancelled", b"", ttl)
+            self.app.store.ack(keys, entry.priority, self.worker_settings.group, now_ms(), [done])
             self._log.info(
                 "job.cancelled",
                 job_id=env.id,

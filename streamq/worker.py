@@ -18,7 +18,7 @@ import structlog
 
 from streamq import codec
 from streamq.app import App, now_ms
-from streamq.context import JobContext, _current
+from streamq.context import _current
 from streamq.errors import (
     Cancelled,
     DecodeError,
@@ -77,7 +77,7 @@ class Worker:
         self._store: Store | None = None
         self._outcomes: Outcomes | None = None
         self._count = 1
-        self._acks: dict[QueueKeys, list[Finished]] = {}
+        self._acks: dict[tuple[QueueKeys, int], list[Finished]] = {}
         self._buffer: deque[Item] = deque()
         self._recover = False
         self._deferred: list[Op] = []
@@ -191,14 +191,17 @@ class Worker:
         started = time.perf_counter()
         self._last_flush = self._last_check = started
         handled = 0
-        while self._buffer and not self._stopping:
-            self._maybe_preempt()
+        buffer, flush_s = self._buffer, self.settings.ack_flush_ms / 1000
+        preempt = not self.settings.priority_weights
+        while buffer and not self._stopping:
+            if preempt and buffer[0][0].priority < PRIORITY_HIGH:
+                self._maybe_preempt()
             # Popped only once its outcome is recorded (or deferred), so an outage mid-batch
             # leaves the rest in hand for after the reconnect.
-            self._handle(self._buffer[0])
-            self._buffer.popleft()
+            self._handle(buffer[0])
+            buffer.popleft()
             handled += 1
-            if (time.perf_counter() - self._last_flush) * 1000 >= self.settings.ack_flush_ms:
+            if time.perf_counter() - self._last_flush >= flush_s:
                 self._flush()
         self._flush()
         self._adapt(handled, time.perf_counter() - started)
@@ -243,7 +246,8 @@ class Worker:
                 items.append((e, codec.decode(payload, self.app.settings.max_payload_bytes)))
             except DecodeError as err:
                 items.append((e, err))
-        jobs = [(e, env) for e, env in items if isinstance(env, Envelope)]
+        # Untracked jobs have no record to mark (nor a cancel to honour before they start).
+        jobs = [(e, env) for e, env in items if isinstance(env, Envelope) and env.tracked]
         if not jobs:
             return items
         run = self.store.start(
@@ -288,8 +292,6 @@ class Worker:
         work delays an urgent job by about one job, without a round trip per fast job.
         """
         head = self._buffer[0][0].priority
-        if head >= PRIORITY_HIGH or self.settings.priority_weights:
-            return
         now = time.perf_counter()
         if now - self._last_check < max(0.001, self._last_job_s):
             return
@@ -321,12 +323,17 @@ class Worker:
             msg = f"no task named {env.task!r}"
             self._record(self.outcomes.bury(entry, env, "unknown_task", None, 0.0, msg))
             return
+        opts = task.options
         timeout_ms = env.timeout_ms
-        if timeout_ms is None and task.options.timeout_s:
-            timeout_ms = int(task.options.timeout_s * 1000)
+        if timeout_ms is None and opts.timeout_s:
+            timeout_ms = int(opts.timeout_s * 1000)
         started = time.perf_counter()
-        token = _current.set(JobContext(env.id, env.task, env.queue, env.attempt, self.store))
-        if self._slots is not None:
+        token = _current.set((env, self.store))
+        # The supervisor needs the slot to cancel (tracked jobs) or time out a job; an
+        # untracked job without a limit skips it, the cheapest path for high volume.
+        watched = self._slots is not None and (env.tracked or timeout_ms)
+        if watched:
+            assert self._slots is not None
             start = now_ms()
             self._slots.set(
                 self._slot,
@@ -357,34 +364,27 @@ class Worker:
             self._running = None
             if timeout_ms:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-            if self._slots is not None:
+            if watched:
+                assert self._slots is not None
                 self._slots.clear(self._slot)
             _current.reset(token)
             self._last_job_s = time.perf_counter() - started
         result = b""
-        if task.options.result_ttl_s > 0 and value is not None:
+        if value is not None and opts.result_ttl_s > 0 and env.tracked:
             try:
                 result = codec.encode_result(value)
             except (TypeError, ValueError, OverflowError) as e:
                 self._log.warning(
                     "job.result_unencodable", job_id=env.id, task=env.task, error_message=str(e)
                 )
-        self._finish(entry, env, task.options.record_ttl_ms, "succeeded", result, started)
+        self._finish(entry, env, opts.record_ttl_ms, "succeeded", result, started)
 
     def _finish(
         self, entry: Entry, env: Envelope, ttl_ms: int, state: str, result: bytes, started: float
     ) -> None:
-        keys = entry.keys
-        self._acks.setdefault(keys, []).append(
-            Finished(
-                entry.stream,
-                keys.job(env.id),
-                entry.id,
-                state,
-                result,
-                ttl_ms,
-                keys.done_channel(env.id),
-            )
+        job_key = entry.keys.job(env.id) if env.tracked else ""
+        self._acks.setdefault((entry.keys, entry.priority), []).append(
+            Finished(entry.id, job_key, env.id, state, result, ttl_ms)
         )
         if state == "cancelled":
             self._log.info(
@@ -422,13 +422,13 @@ class Worker:
         return False
 
     def _flush(self) -> None:
-        """Acknowledge finished entries: one script call per queue."""
+        """Acknowledge finished entries: one script call per stream."""
         self._last_flush = time.perf_counter()
         while self._acks:
-            keys, done = next(iter(self._acks.items()))
+            (keys, priority), done = next(iter(self._acks.items()))
             # Removed only after Redis took them: an outage keeps them for the retry.
-            acked = self.store.ack(keys, self.settings.group, now_ms(), done)
-            del self._acks[keys]
+            acked = self.store.ack(keys, priority, self.settings.group, now_ms(), done)
+            del self._acks[keys, priority]
             if acked < len(done):
                 self._log.warning("job.lease_lost", queue=keys.queue, count=len(done) - acked)
 

@@ -409,3 +409,24 @@ def test_cli_cancel(redis_server: RedisServer, queue: str) -> None:
     assert out.returncode == 0
     assert json.loads(out.stdout) == {"job_id": job.id, "outcome": "cancelled"}
     assert job.status() == "cancelled"
+
+
+def test_untracked_tasks_run_and_retry_without_records(app: streamq.App, queue: str) -> None:
+    """track=False: jobs run, retry and dead-letter as usual, but keep no status record."""
+    runs_: list[int] = []
+
+    @app.task(track=False, max_retries=1, backoff_base_s=0, backoff_cap_s=0)
+    def fire(i: int) -> int:
+        runs_.append(i)
+        if i == 2:
+            raise RuntimeError("two fails")
+        return i
+
+    jobs = app.enqueue_many([fire.prepare(i) for i in range(3)])
+    drain(worker(app, queue))
+    assert sorted(runs_) == [0, 1, 2, 2]
+    assert {j.status() for j in jobs} == {"unknown"}
+    keys = QueueKeys(queue)
+    assert app.client().keys(keys.job("*")) == []
+    (dead,) = streamq.DeadLetters(app.store, queue).list()
+    assert (dead.reason, dead.task) == ("max_retries", "fire")

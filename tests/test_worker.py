@@ -236,9 +236,11 @@ def test_results_are_acked_in_batches(app: streamq.App, queue: str, count: int) 
     calls: list[int] = []
     real_ack = w.store.ack
 
-    def counting_ack(keys: QueueKeys, group: str, now_ms: int, done: Sequence[Finished]) -> int:
+    def counting_ack(
+        keys: QueueKeys, priority: int, group: str, now_ms: int, done: Sequence[Finished]
+    ) -> int:
         calls.append(len(done))
-        return real_ack(keys, group, now_ms, done)
+        return real_ack(keys, priority, group, now_ms, done)
 
     w.store.ack = counting_ack  # type: ignore[method-assign]
     assert w.run_once() == count
