@@ -19,6 +19,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 # Wire names are short: they are repeated in every job held in Redis.
 _REQUIRED = {"id": str, "t": str, "q": str, "a": list, "k": dict, "n": int, "e": int}
 _OPTIONAL_INT = ("r", "p", "bb", "bc", "to")
+_MAX_COUNT = 2**31  # attempts and retries beyond this are hostile input, not real jobs
 
 
 def encode(env: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
@@ -108,9 +109,13 @@ def _fast(doc: Any) -> Envelope | None:
         if v is not None and type(v) is not int:
             return None
     kwargs = doc["k"]
-    if type(p) is not int or (h is not None and type(h) is not dict):
-        return None
-    if kwargs and not all(type(k) is str for k in kwargs):
+    if (
+        type(p) is not int
+        or (h is not None and type(h) is not dict)
+        or not 0 < doc["n"] < _MAX_COUNT
+        or (r is not None and not 0 <= r < _MAX_COUNT)
+        or (kwargs and not all(type(k) is str for k in kwargs))
+    ):
         return None
     return Envelope(
         doc["id"],
@@ -148,4 +153,6 @@ def _checked(doc: Any, raw: bytes) -> Envelope:
             raise DecodeError("wrong_shape", f"field {name!r} is not an int", raw)
     if not all(isinstance(k, str) for k in doc["k"]):
         raise DecodeError("wrong_shape", "keyword argument names must be strings", raw)
+    if not 0 < doc["n"] < _MAX_COUNT or not 0 <= (doc.get("r") or 0) < _MAX_COUNT:
+        raise DecodeError("wrong_shape", "attempt or max_retries out of range", raw)
     raise DecodeError("wrong_shape", "field 'h' is not a map", raw)

@@ -17,7 +17,7 @@ import msgpack
 from streamq import codec
 from streamq.app import App, now_ms
 from streamq.backoff import compute_backoff_ms
-from streamq.errors import Retry, TimeLimitExceeded
+from streamq.errors import PayloadTooLarge, Retry, TimeLimitExceeded
 from streamq.job import Envelope
 from streamq.store import Entry, Store
 
@@ -71,7 +71,12 @@ class Outcomes:
                 int(opts.backoff_cap_s * 1000) if cap is None else cap,
                 _rng,
             )
-        payload = codec.encode(env.next_attempt(), self.app.settings.max_payload_bytes)
+        try:
+            payload = codec.encode(env.next_attempt(), self.app.settings.max_payload_bytes)
+        except (PayloadTooLarge, TypeError, ValueError, OverflowError) as e:
+            # The next attempt cannot be written (e.g. grown past the size limit): bury it
+            # now. Raising would kill this process, and each next one, until max_deliveries.
+            return self.bury(entry, env, "unencodable_retry", e, duration_ms)
         now = now_ms()
         err = error_fields(exc)
         self.log.warning(

@@ -11,6 +11,7 @@ import structlog
 from streamq import codec
 from streamq.errors import DecodeError, StreamqError
 from streamq.keys import QueueKeys
+from streamq.scripts import ReclaimResult
 from streamq.settings import AppSettings
 from streamq.store import Store
 
@@ -57,21 +58,48 @@ class Reaper:
                 )
                 self._cursors[stream] = result.cursor
                 more = more or result.cursor != _START
-                if result.requeued or result.buried:
-                    self.store.settle(keys, result, now_ms, _DEAD_RECORD_TTL_MS)
-                if result.requeued or result.deleted:
-                    log.warning(
-                        "job.reclaimed",
-                        queue=keys.queue,
-                        group=self.group,
-                        count=len(result.requeued),
-                        deleted=result.deleted,
-                        job_ids=[m.job_id for m in result.requeued][:20],
-                        idle_ms=qs.visibility_timeout_ms,
-                    )
-                for moved in result.buried:
-                    self._log_buried(keys, moved.old_id, moved.payload, qs.max_deliveries)
+                self._report(keys, result, now_ms, qs.max_deliveries, "idle")
         return more
+
+    def abandon(self, consumer: str, now_ms: int) -> None:
+        """Take back at once everything a consumer whose process is known dead still holds.
+
+        Counted as a delivery, like a reclaim after the timeout: a job that kills its worker
+        every time still reaches max_deliveries and the dead-letter stream.
+        """
+        for keys in self.queues:
+            qs = self.settings.for_queue(keys.queue)
+            for stream in keys.streams:
+                result = self.store.reclaim_idle(
+                    keys,
+                    stream,
+                    self.group,
+                    0,
+                    _START,
+                    10_000,
+                    qs.max_deliveries,
+                    now_ms,
+                    dead_consumer=consumer,
+                )
+                self._report(keys, result, now_ms, qs.max_deliveries, "worker_died")
+
+    def _report(
+        self, keys: QueueKeys, result: ReclaimResult, now_ms: int, limit: int, why: str
+    ) -> None:
+        if result.requeued or result.buried:
+            self.store.settle(keys, result, now_ms, _DEAD_RECORD_TTL_MS)
+        if result.requeued or result.deleted:
+            log.warning(
+                "job.reclaimed",
+                queue=keys.queue,
+                group=self.group,
+                why=why,
+                count=len(result.requeued),
+                deleted=result.deleted,
+                job_ids=[m.job_id for m in result.requeued][:20],
+            )
+        for moved in result.buried:
+            self._log_buried(keys, moved.old_id, moved.payload, limit)
 
     def prune(self) -> None:
         """Remove consumers that are long gone and own nothing."""

@@ -170,9 +170,19 @@ class Scripts:
         count: int,
         max_deliveries: int,
         now_ms: int,
+        dead_consumer: str = "",
     ) -> ReclaimResult:
-        """One XAUTOCLAIM step from ``cursor``; see ``lua/reclaim.lua``."""
-        args: list[Any] = [group, reaper, min_idle_ms, cursor, count, max_deliveries, now_ms]
+        """One XAUTOCLAIM step from ``cursor`` (or all of a dead consumer's entries)."""
+        args: list[Any] = [
+            group,
+            reaper,
+            min_idle_ms,
+            cursor,
+            count,
+            max_deliveries,
+            now_ms,
+            dead_consumer,
+        ]
         cur, deleted, req, bur = self._call("reclaim", [stream, dead], args)
         requeued = [Moved(req[i], _text(req[i + 1])) for i in range(0, len(req), 2)]
         buried = [

@@ -345,8 +345,10 @@ class Store:
         count: int,
         max_deliveries: int,
         now_ms: int,
+        dead_consumer: str = "",
     ) -> ReclaimResult:
-        """One reaper step over one stream's pending list, from ``cursor``."""
+        """One reaper step over one stream's pending list, from ``cursor``; or, given
+        ``dead_consumer``, everything that consumer holds there."""
         with _wrapped("reclaim failed"):
             try:
                 return self.scripts.reclaim(
@@ -359,6 +361,7 @@ class Store:
                     count,
                     max_deliveries,
                     now_ms,
+                    dead_consumer,
                 )
             except redis.ResponseError as e:
                 if _no_group(e):

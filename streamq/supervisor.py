@@ -88,6 +88,7 @@ class Supervisor:
         store = self.app.store
         scheduler = Scheduler(store, self.queues)
         reaper = Reaper(store, self.queues, self.worker_settings.group, self.app.settings)
+        self._reaper = reaper
         touch_every = min(self._vt_s() / 3, 5.0)
         try:
             self._ensure_groups()
@@ -101,6 +102,7 @@ class Supervisor:
                 self._spawn(slot)
             now = time.monotonic()
             next_sched = next_reap = next_touch = next_prune = next_watch = now
+            leases_fresh = False
             while True:
                 self._reap_children()
                 if self._finished():
@@ -112,10 +114,16 @@ class Supervisor:
                     wake_ms = scheduler.run(now_ms())
                     next_sched = now + max(0, wake_ms - now_ms()) / 1000
                 if now >= next_touch:
-                    self._touch_leases()
+                    leases_fresh = self._touch_leases()
                     next_touch = now + touch_every
                 if not self.state.stopping and now >= next_reap:
-                    more = reaper.run(now_ms())
+                    # After an outage our children's leases lapsed with everyone's: renew them
+                    # before taking anything back, or a live worker's finished (not yet acked)
+                    # jobs would go to another worker and run twice.
+                    if not leases_fresh:
+                        leases_fresh = self._touch_leases()
+                        next_touch = now + touch_every
+                    more = leases_fresh and reaper.run(now_ms())
                     next_reap = now + (0.01 if more else self.pool.reap_interval_s)
                 if now >= next_prune:
                     self._safe(reaper.prune)
@@ -255,6 +263,10 @@ class Supervisor:
             exit_code=code,
             lived_s=round(lived, 3),
         )
+        if code != 0:
+            # Its process is gone, so nothing it held can finish: requeue it now rather
+            # than after the visibility timeout (counted as a delivery).
+            self._safe(lambda: self._reaper.abandon(child.consumer, now_ms()))
         if self.state.stopping or (self.worker_settings.burst and code == 0):
             return
         failures = self.state.failures.get(child.slot, 0)
@@ -362,8 +374,12 @@ class Supervisor:
             self.app.settings.for_queue(q).visibility_timeout_s for q in self.worker_settings.queues
         )
 
-    def _touch_leases(self) -> None:
-        """Refresh the entries every live child holds, so the reaper never takes them."""
+    def _touch_leases(self) -> bool:
+        """Refresh the entries every live child holds, so the reaper never takes them.
+
+        Returns:
+            False if Redis could not be reached: the leases may be lapsing.
+        """
         min_idle = int(self._vt_s() * 1000 / 3)
 
         def touch() -> None:
@@ -371,13 +387,15 @@ class Supervisor:
                 for keys in self.queues:
                     self.app.store.touch(keys, self.worker_settings.group, child.consumer, min_idle)
 
-        self._safe(touch)
+        return self._safe(touch)
 
-    def _safe(self, fn: Callable[[], object]) -> None:
+    def _safe(self, fn: Callable[[], object]) -> bool:
         try:
             fn()
         except StreamqError as e:
             self._log.warning("supervisor.redis_failed", error_message=str(e))
+            return False
+        return True
 
 
 def _child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots, slot: int) -> int:

@@ -458,7 +458,7 @@ class Worker:
             down_since = time.perf_counter()
             self._log.error("redis.connection_lost", error_message=str(error))
         down_s = time.perf_counter() - down_since
-        delay = min(5.0, 0.05 * 2 ** min(down_s, 10)) * (0.5 + self._rng.random() / 2)
+        delay = min(2.0, 0.05 * 2 ** min(down_s, 10)) * (0.5 + self._rng.random() / 2)
         deadline = time.monotonic() + delay
         while not self._stopping and time.monotonic() < deadline:
             time.sleep(min(0.05, delay))

@@ -16,7 +16,7 @@ import streamq
 from streamq.keys import QueueKeys
 from streamq.testing import RedisServer, free_port, wait_until
 from tests.apps import sample
-from tests.helpers import ROOT, Pool, runs
+from tests.helpers import ROOT, Pool, entries, runs
 
 
 def _client(server: RedisServer) -> redis.Redis:
@@ -115,17 +115,21 @@ def test_sigterm_lets_the_running_job_finish_and_acks_it(
     assert c.xinfo_consumers(keys.stream, "default") == []  # workers left the group
 
 
-def test_grace_expiry_kills_and_the_job_is_recovered_later(
+def test_grace_expiry_kills_and_the_job_goes_back_to_the_queue(
     redis_server: RedisServer, queue: str, worker_env: dict[str, str]
 ) -> None:
-    """A job longer than the grace period is killed (exit 3) and stays pending for the reaper."""
+    """A job longer than the grace period is killed (exit 3) and requeued at once, counted."""
     _enqueue(redis_server, queue, "sleep_then_record", "stuck", 30)
     c = _client(redis_server)
     with Pool(worker_env, ["--grace-s", "0.5"], processes=1) as pool:
         wait_until(lambda: runs(c, queue).get("stuck:started") == 1, 30)
         pool.signal(signal.SIGTERM)
         assert pool.wait(30) == 3
-    assert c.xpending(QueueKeys(queue).stream, "default")["pending"] == 1
+    keys = QueueKeys(queue)
+    assert c.xpending(keys.stream, "default")["pending"] == 0
+    ((_, fields),) = entries(c, keys.stream)
+    assert fields[b"n"] == b"1"  # one delivery that did not finish
+    assert pool.events("job.reclaimed")[0]["why"] == "worker_died"
 
 
 def test_second_signal_exits_at_once(
@@ -199,11 +203,13 @@ def test_poison_pill_is_dead_lettered_after_max_deliveries(
     c = _client(redis_server)
     with Pool(worker_env) as pool:
         wait_until(lambda: c.xlen(QueueKeys(queue).dead) == 1, 60)
-        wait_until(lambda: all(runs(c, queue).get(f"ok{i}") == 1 for i in range(20)), 30)
+        # Each ran at least once: a job finished by a worker the pill then killed, before
+        # its batched ack (at most ack_flush_ms of work), runs again (documented duplicates).
+        wait_until(lambda: all(runs(c, queue).get(f"ok{i}", 0) >= 1 for i in range(20)), 30)
         (dead,) = streamq.DeadLetters(streamq.App(redis_server.url).store, queue).list()
         assert (dead.reason, dead.task) == ("max_deliveries", "kill_worker")
         assert runs(c, queue)["pill"] == 3
-        assert len(pool.children()) == 2  # the pool is back at full strength
+        wait_until(lambda: len(pool.children()) == 2, 30)  # back at full strength
         assert pool.events("job.dead_lettered")[0]["task"] == "kill_worker"
 
 

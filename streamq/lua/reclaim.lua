@@ -1,16 +1,27 @@
 -- reclaim: take back entries idle past the visibility timeout and requeue or bury them.
 -- XAUTOCLAIM (JUSTID: no payload copy, no counter bump) walks the PEL from the caller's cursor.
+-- With a consumer name in ARGV[8], it takes that consumer's entries instead, whatever their
+-- idle time: the supervisor does so for a child it saw die, without waiting out the timeout.
 -- Each claimed entry is re-added as a new entry with its delivery count carried in field 'n',
 -- so any live worker can take it; past max deliveries it goes to the dead-letter stream.
 -- Ids deleted from the stream but still pending come back in XAUTOCLAIM's third element
 -- (Redis 7 drops them from the PEL); they are only counted.
 -- KEYS[1] stream, KEYS[2] dead-letter stream
 -- ARGV[1] group, ARGV[2] reaper consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
--- ARGV[6] max deliveries, ARGV[7] now ms
+-- ARGV[6] max deliveries, ARGV[7] now ms, ARGV[8] dead consumer ('' = by idle time)
 -- returns: {next cursor, deleted, {old id, job id, ...} requeued,
 --           {old id, job id, payload, dead id, ...} buried}
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
-  'COUNT', ARGV[5], 'JUSTID')
+local r
+if ARGV[8] ~= '' then
+  local ids = {}
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', ARGV[5], ARGV[8])) do
+    table.insert(ids, p[1])
+  end
+  r = {'0-0', ids, {}}
+else
+  r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4],
+    'COUNT', ARGV[5], 'JUSTID')
+end
 local deleted = 0
 if r[3] then deleted = #r[3] end
 local requeued, buried = {}, {}
@@ -54,4 +65,7 @@ end
 -- Everything claimed was acked above, so the reaper's consumer owns nothing: drop it rather
 -- than leave a consumer behind (Valkey creates it even when nothing was claimed).
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[8] ~= '' and #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[8]) == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[8])
+end
 return {r[1], deleted, requeued, buried}
