@@ -53,7 +53,7 @@ class Console:
 
     def track(self, job: streamq.Job[Any]) -> streamq.Job[Any]:
         """Remember how a job was called, to name it in the pool's events."""
-        args = ", ".join(repr(a) for a in job.envelope.args)
+        args = ", ".join(repr(a) for a in job.envelope.args) if job.envelope else "..."
         self.jobs[job.id] = f"{job.task}({args})"
         return job
 
