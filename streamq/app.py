@@ -308,10 +308,16 @@ class App:
         tracked = [n for n, e in zip(new, batch, strict=True) if e.tracked]
         plain = [n for n, e in zip(new, batch, strict=True) if not e.tracked]
         by_id: dict[str, tuple[bool, str]] = {}
+        first_try = now_ms()
         for attempt in range(3):
             try:
                 if tracked:
-                    got = self.store.enqueue(tracked, now_ms(), window_ms)
+                    # On a resend, a record created since the first try is our own lost
+                    # reply's doing (even if that job already finished): not a new job.
+                    window = (
+                        window_ms if attempt == 0 else max(window_ms, now_ms() - first_try + 1000)
+                    )
+                    got = self.store.enqueue(tracked, now_ms(), window)
                     by_id.update(zip((n.job_id for n in tracked), got, strict=True))
                     tracked = []  # sent: a retry after a later failure must not resend
                 if plain:
@@ -330,7 +336,8 @@ class App:
                 time.sleep(0.05 * 4**attempt)
             except RedisCommandError as e:
                 # OOM (maxmemory reached), READONLY replica after a failover.
-                raise EnqueueError(f"not enqueued: {e}") from e
+                what = "not enqueued" if done is None else f"bulk enqueue stopped after {done} jobs"
+                raise EnqueueError(f"{what}: {e}") from e
         replies = [by_id[e.id] for e in batch]
         return [
             Job(

@@ -18,11 +18,16 @@ class JobContext:
     task: str
     queue: str
     attempt: int
+    tracked: bool
     _store: Store
 
     def set_progress(self, progress: float, note: str = "") -> None:
-        """Record progress (0..1) and a note, readable from ``job.info()`` in any process."""
-        self._store.set_progress(QueueKeys(self.queue), self.id, progress, note)
+        """Record progress (0..1) and a note, readable from ``job.info()`` in any process.
+
+        A no-op for ``track=False`` tasks: they keep no record to write it to.
+        """
+        if self.tracked:
+            self._store.set_progress(QueueKeys(self.queue), self.id, progress, note)
 
 
 # The worker sets (envelope, store) per job; the JobContext is built only when asked for,
@@ -42,4 +47,4 @@ def current_job() -> JobContext:
     if ctx is None:
         raise LookupError("current_job() is only available inside a task run by a worker")
     env, store = ctx
-    return JobContext(env.id, env.task, env.queue, env.attempt, store)
+    return JobContext(env.id, env.task, env.queue, env.attempt, env.tracked, store)

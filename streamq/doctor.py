@@ -38,7 +38,17 @@ def diagnose(store: Store, settings: AppSettings, block_ms: int = 1000) -> list[
         out.append(Finding(OK, "maxmemory-policy", policy or "noeviction"))
     aof = str(info.get("aof_enabled", config.get("appendonly", ""))) in ("1", "yes")
     save = config.get("save")
-    if not aof and not save:
+    if not aof and "save" not in config:
+        out.append(
+            Finding(
+                WARN,
+                "persistence",
+                "AOF off; RDB schedule unknown (CONFIG GET "
+                "not permitted): a crash loses at least the jobs since the last "
+                "snapshot; enable appendonly",
+            )
+        )
+    elif not aof and not save:
         out.append(
             Finding(
                 WARN,

@@ -30,10 +30,10 @@ class ConfigError(StreamqError):
 
 
 class EnqueueError(StreamqError):
-    """Redis did not confirm a job.
+    """Redis did not confirm a job, after streamq's own resends (tracked jobs only).
 
-    After a refused connection it does not exist; after a timeout it may (the command can have
-    run before the reply was lost), so blindly enqueueing again can duplicate it.
+    The job may still exist: an attempt can time out after Redis ran it. Enqueue again with
+    the same ``job_id`` to be safe: a live job with that id is not duplicated.
     """
 
 

@@ -96,14 +96,21 @@ class Scripts:
         return [(bool(created), _text(what)) for created, what in reply]
 
     def start(
-        self, group: str, worker: str, now_ms: int, entries: Sequence[tuple[str, str, bytes, int]]
+        self,
+        cancels: str,
+        done_prefix: str,
+        group: str,
+        worker: str,
+        now_ms: int,
+        entries: Sequence[tuple[str, str, bytes, int, str]],
     ) -> list[bool]:
-        """Mark (stream, job key, entry id, attempt) as running; False = cancelled, skip it."""
+        """Mark (stream, job key, entry id, attempt, job id) running; False = cancelled."""
         keys: list[Any] = []
-        args: list[Any] = [group, worker, now_ms]
-        for stream, job_key, entry_id, attempt in entries:
+        args: list[Any] = [group, worker, now_ms, done_prefix]
+        for stream, job_key, entry_id, attempt, job_id in entries:
             keys.extend((stream, job_key))
-            args.extend((entry_id, attempt))
+            args.extend((entry_id, attempt, job_id))
+        keys.append(cancels)
         return [bool(x) for x in self._call("start", keys, args)]
 
     def ack(
@@ -134,9 +141,12 @@ class Scripts:
         due_ms: int,
         now_ms: int,
         error: tuple[str, str, str],
+        channel: str,
+        ttl_ms: int,
     ) -> bool:
         """Ack ``entry_id`` and schedule ``payload``; False if the lease was lost meanwhile."""
-        return bool(self._call("retry", keys, [group, entry_id, payload, due_ms, now_ms, *error]))
+        args = [group, entry_id, payload, due_ms, now_ms, *error, channel, ttl_ms]
+        return bool(self._call("retry", keys, args))
 
     def bury(
         self,

@@ -142,3 +142,10 @@ class WorkerSettings:
             raise ConfigError("block_ms and max_batch must be >= 1")
         if self.log_jobs not in ("all", "failures"):
             raise ConfigError("log_jobs must be 'all' or 'failures'")
+        weights = self.priority_weights
+        if weights is not None and (len(weights) != 3 or min(weights) < 1):
+            raise ConfigError(
+                "priority_weights must be three positive integers (high, normal, low)"
+            )
+        if self.cancel_grace_s <= 0:
+            raise ConfigError("cancel_grace_s must be positive")

@@ -240,13 +240,26 @@ class Store:
         job_ids: Sequence[str],
         attempts: Sequence[int],
     ) -> list[bool]:
-        """Mark a batch as running; False for entries cancelled meanwhile (already dropped)."""
-        rows = [
-            (e.stream, e.keys.job(jid), e.id, attempt)
-            for e, jid, attempt in zip(batch, job_ids, attempts, strict=True)
-        ]
+        """Mark a batch as running; False for entries cancelled meanwhile (already dropped).
+
+        One script call per queue, so every key of a call shares the queue's hash tag.
+        """
+        by_queue: dict[QueueKeys, list[int]] = {}
+        for i, e in enumerate(batch):
+            by_queue.setdefault(e.keys, []).append(i)
+        go = [True] * len(batch)
         with _wrapped("start failed"):
-            return self.scripts.start(group, worker, now_ms, rows)
+            for keys, idx in by_queue.items():
+                rows = [
+                    (batch[i].stream, keys.job(job_ids[i]), batch[i].id, attempts[i], job_ids[i])
+                    for i in idx
+                ]
+                res = self.scripts.start(
+                    keys.cancels, keys.done_prefix, group, worker, now_ms, rows
+                )
+                for i, ok in zip(idx, res, strict=True):
+                    go[i] = ok
+        return go
 
     def ack(
         self, keys: QueueKeys, priority: int, group: str, now_ms: int, done: Sequence[Finished]
@@ -280,7 +293,17 @@ class Store:
         k = entry.keys
         keys = (entry.stream, k.delayed_for(entry.priority), k.job(job_id))
         with _wrapped("retry failed"):
-            return self.scripts.retry(keys, group, entry.id, payload, due_ms, now_ms, error)
+            return self.scripts.retry(
+                keys,
+                group,
+                entry.id,
+                payload,
+                due_ms,
+                now_ms,
+                error,
+                k.done_channel(job_id),
+                86_400_000,
+            )
 
     def bury(
         self,
@@ -293,10 +316,11 @@ class Store:
     ) -> bool:
         """Ack an entry, add it to the dead-letter stream and mark its job dead, atomically."""
         k = entry.keys
-        keys = (entry.stream, k.dead, k.job(job_id or "-"))
+        # No job id (an undecodable entry): a placeholder key no job can have (ids are 1+ chars).
+        keys = (entry.stream, k.dead, k.job(job_id))
         with _wrapped("bury failed"):
             return self.scripts.bury(
-                keys, group, entry.id, now_ms, ttl_ms, k.done_channel(job_id or "-"), fields
+                keys, group, entry.id, now_ms, ttl_ms, k.done_channel(job_id), fields
             )
 
     def touch(self, keys: QueueKeys, group: str, consumer: str, min_idle_ms: int) -> int:
@@ -468,9 +492,7 @@ class Store:
         moves: Sequence[tuple[bytes, bytes, str, str]],
     ) -> int:
         """Move (dead id, payload, job id, task) back to the stream atomically; return count."""
-        rows = [
-            (keys.job(jid or "-"), did, payload, jid, task) for did, payload, jid, task in moves
-        ]
+        rows = [(keys.job(jid), did, payload, jid, task) for did, payload, jid, task in moves]
         with _wrapped("replay failed"):
             return self.scripts.replay(keys.dead, keys.stream_for(priority), now_ms, rows)
 

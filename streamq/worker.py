@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -110,7 +111,9 @@ class Worker:
         return self._outcomes
 
     def start(self) -> None:
-        """Create the consumer groups (idempotent) and announce the worker."""
+        """Create the consumer groups (idempotent), arm time limits, announce the worker."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGALRM, self._on_alarm)
         for keys in self.queues:
             self.store.ensure_group(keys, self.settings.group)
         self._log.info(
@@ -143,7 +146,6 @@ class Worker:
 
     def run(self, should_continue: Callable[[], bool] = lambda: True) -> int:
         """Loop until stopped (or, in burst mode, until there is nothing left); return exit code."""
-        signal.signal(signal.SIGALRM, self._on_alarm)
         self._connect_with_retry(self.start)
         down_since: float | None = None
         while not self._stopping and should_continue():
@@ -321,7 +323,7 @@ class Worker:
         task = self.app.tasks.get(env.task)
         if task is None:
             msg = f"no task named {env.task!r}"
-            self._record(self.outcomes.bury(entry, env, "unknown_task", None, 0.0, msg))
+            self._record(self.outcomes.bury(entry, env, "unknown_task", None, 0.0, msg), env.id)
             return
         opts = task.options
         timeout_ms = env.timeout_ms
@@ -358,7 +360,7 @@ class Worker:
             return
         except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded, never fatal
             self._running = None
-            self._record(self.outcomes.failed(entry, env, exc, _ms_since(started)))
+            self._record(self.outcomes.failed(entry, env, exc, _ms_since(started)), env.id)
             return
         finally:
             self._running = None
@@ -409,14 +411,15 @@ class Worker:
             )
 
     # -- recording -------------------------------------------------------------------------
-    def _record(self, op: Op) -> None:
+    def _record(self, op: Op, job_id: str | None = None) -> None:
         """Run an outcome write now; it stays queued for after reconnecting if Redis is away."""
-        self._deferred.append(lambda: op() or self._lease_lost())
+        self._deferred.append(lambda: op() or self._lease_lost(job_id))
         self._run_deferred()
 
-    def _lease_lost(self) -> bool:
+    def _lease_lost(self, job_id: str | None) -> bool:
         self._log.warning(
             "job.lease_lost",
+            job_id=job_id,
             message="entry was reclaimed while running; the reclaimed copy decides the outcome",
         )
         return False

@@ -430,3 +430,53 @@ def test_untracked_tasks_run_and_retry_without_records(app: streamq.App, queue: 
     assert app.client().keys(keys.job("*")) == []
     (dead,) = streamq.DeadLetters(app.store, queue).list()
     assert (dead.reason, dead.task) == ("max_retries", "fire")
+
+
+def test_cancelled_scheduled_job_stays_cancelled_past_its_result_ttl(
+    app: streamq.App, queue: str
+) -> None:
+    """The record of a cancelled scheduled job outlives its due time, so it never runs."""
+    ran: list[int] = []
+
+    @app.task(result_ttl_s=0.3)
+    def later() -> None:
+        ran.append(1)
+
+    job = later.enqueue_in(0.6)
+    assert job.cancel() == "cancelled"
+    keys = QueueKeys(queue)
+    pttl = app.client().pttl(keys.job(job.id))
+    assert pttl > 600  # until due, plus the result TTL
+    wait_until(lambda: app.store.promote_due(keys, streamq.app.now_ms())[0], 5)
+    drain(worker(app, queue))
+    assert ran == []
+    assert job.status() == "cancelled"
+
+
+def test_cancel_asked_while_running_wins_over_a_retry(app: streamq.App, queue: str) -> None:
+    """A job cancelled while running that then fails is not retried: it ends cancelled."""
+
+    @app.task(max_retries=5, backoff_base_s=0, backoff_cap_s=0)
+    def fails_after_cancel() -> None:
+        me = streamq.current_job()
+        assert app.job(me.id).cancel() == "cancelling"  # no supervisor here to interrupt it
+        raise RuntimeError("failed anyway")
+
+    job = fails_after_cancel.enqueue()
+    drain(worker(app, queue))
+    assert job.status() == "cancelled"
+    keys = QueueKeys(queue)
+    assert app.client().xlen(keys.stream) == 0
+    assert app.client().zcard(keys.delayed) == 0
+
+
+def test_progress_of_an_untracked_job_writes_nothing(app: streamq.App, queue: str) -> None:
+    """set_progress on a track=False job leaves no key behind."""
+
+    @app.task(track=False)
+    def quiet() -> None:
+        streamq.current_job().set_progress(0.5)
+
+    job = quiet.enqueue()
+    drain(worker(app, queue))
+    assert app.client().exists(QueueKeys(queue).job(job.id)) == 0

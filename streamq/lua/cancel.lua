@@ -8,7 +8,12 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'unknown' end
 if state == 'queued' or state == 'scheduled' or state == 'retrying' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_ms', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  -- A scheduled entry stays in its delayed set until due: the record must outlive that, or
+  -- the worker that reads the entry would find no record and run it.
+  local ttl = tonumber(ARGV[3])
+  local due = tonumber(redis.call('HGET', KEYS[1], 'due_ms') or 0)
+  if due > tonumber(ARGV[2]) then ttl = ttl + due - tonumber(ARGV[2]) end
+  redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PUBLISH', ARGV[4], 'cancelled')
   return 'cancelled'
 end

@@ -49,7 +49,8 @@ for _, id in ipairs(r[2]) do
       named = {'task', doc['t'], 'job_id', job_id, 'attempts', tostring(doc['n'])}
     end
     if payload == nil or n >= maxdel then
-      local dead = {'j', raw, 'reason', 'max_deliveries', 'error_type', 'WorkerLost',
+      local reason = payload == nil and 'malformed_entry' or 'max_deliveries'
+      local dead = {'j', raw, 'reason', reason, 'error_type', 'WorkerLost',
         'error_message', 'delivered ' .. n .. ' times without finishing (its worker died each time)',
         'deliveries', n, 'entry', id, 'dead_ms', ARGV[7], 'worker', ARGV[2]}
       for _, v in ipairs(named) do table.insert(dead, v) end

@@ -1,15 +1,26 @@
--- start: mark a batch of read entries as running, and drop those cancelled while queued.
+-- start: mark a batch of read entries as running, and drop those cancelled while queued, or
+-- whose cancel was asked while running and which came back (a retry, a dead worker's requeue).
 -- KEYS pairs: stream i, job hash i
--- ARGV[1] group, ARGV[2] worker (consumer name), ARGV[3] now ms,
--- ARGV then 2 per entry: entry id, attempt
+-- KEYS last: the cancels set
+-- ARGV[1] group, ARGV[2] worker (consumer name), ARGV[3] now ms, ARGV[4] done channel prefix,
+-- ARGV then 3 per entry: entry id, attempt, job id
 -- returns per entry: 1 run it, 0 skip it (cancelled: acked and deleted here)
 local out = {}
-for i = 1, #KEYS / 2 do
+local cancels = KEYS[#KEYS]
+for i = 1, (#KEYS - 1) / 2 do
   local stream, job = KEYS[2 * i - 1], KEYS[2 * i]
-  local id, attempt = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local a = 5 + 3 * (i - 1)
+  local id, attempt, job_id = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local state = redis.call('HGET', job, 'state')
-  if state == 'cancelled' then
+  local asked = state and state ~= 'cancelled' and
+    redis.call('HEXISTS', job, 'cancel_requested_ms') == 1
+  if state == 'cancelled' or asked then
     if redis.call('XACK', stream, ARGV[1], id) == 1 then redis.call('XDEL', stream, id) end
+    if asked then
+      redis.call('HSET', job, 'state', 'cancelled', 'finished_ms', ARGV[3])
+      redis.call('SREM', cancels, job_id)
+      redis.call('PUBLISH', ARGV[4] .. job_id, 'cancelled')
+    end
     table.insert(out, 0)
   else
     if state then
