@@ -1,0 +1,128 @@
+"""Shared pieces of the store: connecting, error wrapping, and the types it returns."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from streamq.errors import ConfigError, RedisCommandError, StreamqConnectionError
+from streamq.keys import QueueKeys
+from streamq.scripts import Scripts
+from streamq.settings import TlsSettings
+
+REAPER_CONSUMER = "streamq-reaper"
+_CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.error)
+
+
+class Entry(NamedTuple):
+    """One stream entry handed to a worker: where it came from and its raw fields."""
+
+    keys: QueueKeys
+    priority: int
+    id: bytes
+    fields: dict[bytes, bytes]
+
+    @property
+    def stream(self) -> str:
+        """The stream key this entry lives in."""
+        return self.keys.stream_for(self.priority)
+
+    @property
+    def payload(self) -> bytes | None:
+        """The encoded job, or None for an entry that was not written by streamq."""
+        return self.fields.get(b"j")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One entry of a dead-letter stream."""
+
+    id: str
+    fields: dict[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Depth figures of one queue; ``queued`` excludes entries a worker holds."""
+
+    queue: str
+    queued: int
+    pending: int
+    delayed: int
+    dead: int
+    consumers: dict[str, int]  # consumer name -> pending entries
+
+
+@contextmanager
+def wrapped(what: str) -> Iterator[None]:
+    try:
+        yield
+    except _CONN_ERRORS as e:
+        raise StreamqConnectionError(f"{what}: {type(e).__name__}: {e}") from e
+    except redis.ResponseError as e:
+        raise RedisCommandError(f"{what}: {e}") from e
+
+
+def as_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def no_group(e: redis.ResponseError) -> bool:
+    """True for the error of a stream or group that does not exist (yet, or any more)."""
+    return "NOGROUP" in str(e)
+
+
+def connect(
+    url: str, socket_timeout_s: float = 10.0, tls: TlsSettings | None = None
+) -> redis.Redis:
+    """Return a client for ``url`` (no I/O yet) with timeouts and no hidden retries.
+
+    redis-py's own retry is off: a retried XADD after a timeout could add a job twice, so the
+    caller decides what a failure means. ``tls`` applies to ``rediss://`` URLs.
+    """
+    if socket_timeout_s <= 0:
+        raise ConfigError("socket_timeout_s must be positive")
+    extra: dict[str, Any] = {}
+    if url.startswith("rediss://") and tls is not None:
+        extra = {
+            "ssl_ca_certs": tls.ca_certs,
+            "ssl_certfile": tls.certfile,
+            "ssl_keyfile": tls.keyfile,
+            "ssl_check_hostname": tls.check_hostname,
+        }
+    return redis.Redis.from_url(
+        url,
+        **extra,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=min(socket_timeout_s, 5.0),
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue: where it goes, its id and task, its bytes, when it is due."""
+
+    keys: QueueKeys
+    job_id: str
+    task: str
+    priority: int
+    payload: bytes
+    due_ms: int = 0  # 0: now, onto the stream; else into the delayed set
+
+
+class StoreBase:
+    """One Redis client and its registered scripts; the verb mixins build on it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.scripts = Scripts(client)
