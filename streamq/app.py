@@ -21,7 +21,7 @@ from streamq.errors import (
 )
 from streamq.handle import Job
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
-from streamq.keys import QueueKeys, check_queue_name
+from streamq.keys import check_queue_name, keys_of
 from streamq.settings import AppSettings, TaskOptions, priority_value
 from streamq.store import NewJob, Store, connect
 from streamq.task import Task
@@ -302,7 +302,7 @@ class App:
         """Send one script call's worth; ``done`` is None for a single send, else the count
         of jobs of this bulk call already enqueued (for the error message)."""
         new = [
-            NewJob(QueueKeys(e.queue), e.id, e.task, e.priority, self._encode(e), due_ms)
+            NewJob(keys_of(e.queue), e.id, e.task, e.priority, self._encode(e), due_ms)
             for e in batch
         ]
         tracked = [n for n, e in zip(new, batch, strict=True) if e.tracked]

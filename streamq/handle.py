@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, cast
 from streamq import codec
 from streamq.errors import JobFailed, ResultTimeout
 from streamq.job import Envelope
-from streamq.keys import QueueKeys
+from streamq.keys import keys_of
 
 if TYPE_CHECKING:
     from streamq.app import App
@@ -77,7 +77,7 @@ class Job(Generic[R]):
     created: bool = True
 
     def _record(self) -> dict[str, bytes]:
-        return self.app.store.job_record(QueueKeys(self.queue), self.id)
+        return self.app.store.job_record(keys_of(self.queue), self.id)
 
     def status(self) -> str:
         """One of scheduled, queued, running, retrying, succeeded, dead, cancelled, unknown."""
@@ -124,7 +124,7 @@ class Job(Generic[R]):
             JobFailed: it ended dead (with the remote error) or cancelled, or has no record.
             ResultTimeout: it did not finish within ``timeout_s``.
         """
-        keys = QueueKeys(self.queue)
+        keys = keys_of(self.queue)
         seen: dict[str, dict[str, bytes]] = {}
 
         def final() -> bool:
@@ -156,7 +156,7 @@ class Job(Generic[R]):
 
         task = self.app.tasks.get(self.task) if self.task else None
         ttl = task.options.record_ttl_ms if task else 86_400_000
-        return self.app.store.cancel(QueueKeys(self.queue), self.id, now_ms(), ttl)
+        return self.app.store.cancel(keys_of(self.queue), self.id, now_ms(), ttl)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} task={self.task} queue={self.queue}>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from streamq.errors import ConfigError
 from streamq.job import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
@@ -108,6 +109,13 @@ class QueueKeys:
     def cancels(self) -> str:
         """Set of ids of running jobs whose cancellation was asked for."""
         return self._base + "cancels"
+
+
+@lru_cache(maxsize=1024)
+def keys_of(queue: str) -> QueueKeys:
+    """The keys of ``queue``, built once per process: a QueueKeys precomputes every key name
+    (~2 us), which a producer would otherwise pay on every job it sends."""
+    return QueueKeys(queue)
 
 
 def priority_of_stream(stream_key: str) -> int:

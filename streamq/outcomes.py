@@ -31,15 +31,24 @@ def reseed() -> None:
     _rng.seed()
 
 
-def error_fields(exc: BaseException | None) -> dict[str, str]:
-    """Type, message and traceback of ``exc``, as logged and stored."""
+def error_fields(exc: BaseException | None, full: bool = True) -> dict[str, str]:
+    """Type, message and traceback of ``exc``, as logged and stored.
+
+    ``full=False`` (a failure that will be retried) keeps the frame chain but skips source
+    lines, carets and chained causes: ~1 us instead of ~40 us, which made the retry path cost
+    more than the jobs. The dead letter of the last attempt keeps the full traceback.
+    """
     if exc is None:
         return {}
-    return {
-        "error_type": type(exc).__name__,
-        "error_message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
+    if full:
+        tb = "".join(traceback.format_exception(exc))
+    else:
+        frames = [
+            f"{frame.f_code.co_filename}:{line} in {frame.f_code.co_name}"
+            for frame, line in traceback.walk_tb(exc.__traceback__)
+        ]
+        tb = "\n".join([*frames, f"{type(exc).__name__}: {exc}"])
+    return {"error_type": type(exc).__name__, "error_message": str(exc), "traceback": tb}
 
 
 class Outcomes:
@@ -78,7 +87,7 @@ class Outcomes:
             # now. Raising would kill this process, and each next one, until max_deliveries.
             return self.bury(entry, env, "unencodable_retry", e, duration_ms)
         now = now_ms()
-        err = error_fields(exc)
+        err = error_fields(exc, full=False)
         self.log.warning(
             "job.failed",
             job_id=env.id,

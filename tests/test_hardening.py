@@ -25,7 +25,7 @@ ACL_COMMANDS = (
     "+ping +info +xadd +xreadgroup +xack +xdel +xgroup|create +xgroup|delconsumer +xautoclaim "
     "+xclaim +xpending +xrange +xlen +xinfo|consumers +xinfo|groups +zadd +zcard +zcount "
     "+zrange +zrem +evalsha +eval +script|load +command|docs +config|get "
-    "+hgetall +hget +hexists +hset +del +exists +pexpire +publish +sadd +smembers +srem +subscribe "
+    "+hgetall +hget +hmget +hexists +hset +del +exists +pexpire +publish +sadd +smembers +srem +subscribe "
     "+unsubscribe"
 )
 
@@ -212,3 +212,14 @@ def test_doctor_passes_a_safe_server() -> None:
         out = _doctor(server.url)
     assert out.returncode == 0, out.stdout
     assert "appendfsync always" in out.stdout
+
+
+def test_readme_documents_the_acl_that_is_tested() -> None:
+    """The README's ACL SETUSER line grants exactly the commands this suite proves enough."""
+    line = next(
+        ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("ACL SETUSER")
+    )
+    granted = {w for w in line.split() if w.startswith("+")}
+    assert granted == set(ACL_COMMANDS.split())
+    assert "~streamq:*" in line
+    assert "&streamq:*" in line

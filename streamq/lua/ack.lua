@@ -16,8 +16,11 @@ for a = 5 + n, #ARGV, 5 do
   j = j + 1
   local job, state, result = KEYS[2 + j], ARGV[a + 2], ARGV[a + 3]
   if acked == n or redis.call('HGET', job, 'entry') == ARGV[4 + tonumber(ARGV[a])] then
-    redis.call('HSET', job, 'state', state, 'finished_ms', ARGV[2])
-    if result ~= '' then redis.call('HSET', job, 'result', result) end
+    if result ~= '' then
+      redis.call('HSET', job, 'state', state, 'finished_ms', ARGV[2], 'result', result)
+    else
+      redis.call('HSET', job, 'state', state, 'finished_ms', ARGV[2])
+    end
     redis.call('PEXPIRE', job, ARGV[a + 4])
     if state == 'cancelled' then redis.call('SREM', KEYS[1], ARGV[a + 1]) end
     redis.call('PUBLISH', ARGV[3] .. ARGV[a + 1], state)

@@ -11,9 +11,9 @@ for i = 1, (#KEYS - 1) / 2 do
   local stream, job = KEYS[2 * i - 1], KEYS[2 * i]
   local a = 5 + 3 * (i - 1)
   local id, attempt, job_id = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local state = redis.call('HGET', job, 'state')
-  local asked = state and state ~= 'cancelled' and
-    redis.call('HEXISTS', job, 'cancel_requested_ms') == 1
+  local rec = redis.call('HMGET', job, 'state', 'cancel_requested_ms')
+  local state = rec[1]
+  local asked = state and state ~= 'cancelled' and rec[2]
   if state == 'cancelled' or asked then
     if redis.call('XACK', stream, ARGV[1], id) == 1 then redis.call('XDEL', stream, id) end
     if asked then
