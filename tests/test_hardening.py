@@ -25,8 +25,8 @@ ACL_COMMANDS = (
     "+ping +info +xadd +xreadgroup +xack +xdel +xgroup|create +xgroup|delconsumer +xautoclaim "
     "+xclaim +xpending +xrange +xlen +xinfo|consumers +xinfo|groups +zadd +zcard +zcount "
     "+zrange +zrem +evalsha +eval +script|load +command|docs +config|get "
-    "+hgetall +hget +hmget +hexists +hset +del +exists +pexpire +publish +sadd +smembers +srem +subscribe "
-    "+unsubscribe"
+    "+hgetall +hget +hmget +hexists +hset +del +exists +pexpire +publish +sadd +smembers +srem "
+    "+subscribe +unsubscribe"
 )
 
 
