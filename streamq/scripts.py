@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
 
+import msgpack
 import redis
 
 
@@ -106,11 +107,12 @@ class Scripts:
     ) -> list[bool]:
         """Mark (stream, job key, entry id, attempt, job id) running; False = cancelled."""
         keys: list[Any] = []
-        args: list[Any] = [group, worker, now_ms, done_prefix]
+        rows = []
         for stream, job_key, entry_id, attempt, job_id in entries:
             keys.extend((stream, job_key))
-            args.extend((entry_id, attempt, job_id))
+            rows.append((entry_id, attempt, job_id))
         keys.append(cancels)
+        args = [group, worker, now_ms, done_prefix, msgpack.packb(rows, use_bin_type=False)]
         return [bool(x) for x in self._call("start", keys, args)]
 
     def ack(
@@ -124,13 +126,13 @@ class Scripts:
     ) -> int:
         """Acknowledge finished entries of ``stream`` and record the tracked ones."""
         keys: list[Any] = [cancels, stream]
-        args: list[Any] = [group, now_ms, done_prefix, len(done)]
-        args.extend(f.entry_id for f in done)
+        tracked = []
         for i, f in enumerate(done, 1):
             if f.job_key:
                 keys.append(f.job_key)
-                args.extend((i, f.job_id, f.state, f.result, f.ttl_ms))
-        return int(self._call("ack", keys, args))
+                tracked.append((i, f.job_id, f.state, f.result, f.ttl_ms))
+        blob = msgpack.packb(([f.entry_id for f in done], tracked), use_bin_type=False)
+        return int(self._call("ack", keys, [group, now_ms, done_prefix, blob]))
 
     def retry(
         self,

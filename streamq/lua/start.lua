@@ -3,14 +3,14 @@
 -- KEYS pairs: stream i, job hash i
 -- KEYS last: the cancels set
 -- ARGV[1] group, ARGV[2] worker (consumer name), ARGV[3] now ms, ARGV[4] done channel prefix,
--- ARGV then 3 per entry: entry id, attempt, job id
+-- ARGV[5] msgpack [[entry id, attempt, job id] per entry] (one argument for the whole batch)
 -- returns per entry: 1 run it, 0 skip it (cancelled: acked and deleted here)
 local out = {}
 local cancels = KEYS[#KEYS]
+local rows = cmsgpack.unpack(ARGV[5])
 for i = 1, (#KEYS - 1) / 2 do
   local stream, job = KEYS[2 * i - 1], KEYS[2 * i]
-  local a = 5 + 3 * (i - 1)
-  local id, attempt, job_id = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local id, attempt, job_id = rows[i][1], rows[i][2], rows[i][3]
   local rec = redis.call('HMGET', job, 'state', 'cancel_requested_ms')
   local state = rec[1]
   local asked = state and state ~= 'cancelled' and rec[2]

@@ -47,6 +47,9 @@ class QueueVerbs(StoreBase):
     def add(self, jobs: Sequence[NewJob]) -> list[str]:
         """XADD (or ZADD, when delayed) jobs that keep no record, pipelined; no dedup."""
         with wrapped("enqueue failed"):
+            if len(jobs) == 1 and not jobs[0].due_ms:  # no pipeline for one: ~2.5 us less
+                j = jobs[0]
+                return [as_str(self.client.xadd(j.keys.stream_for(j.priority), {b"j": j.payload}))]
             pipe = self.client.pipeline(transaction=False)
             for j in jobs:
                 if j.due_ms:
