@@ -1,4 +1,4 @@
-"""streamq: a background job queue for Python on Redis Streams that loses no job."""
+"""A background job queue for Python on Redis Streams that loses no job."""
 
 from streamq.app import App
 from streamq.context import JobContext, current_job

@@ -31,6 +31,11 @@ def reseed() -> None:
     _rng.seed()
 
 
+def job_fields(env: Envelope) -> dict[str, object]:
+    """The fields every canonical job line carries (arguments never: they may be personal)."""
+    return {"job_id": env.id, "task": env.task, "queue": env.queue, "attempt": env.attempt}
+
+
 def error_fields(exc: BaseException | None, full: bool = True) -> dict[str, str]:
     """Type, message and traceback of ``exc``, as logged and stored.
 
@@ -90,10 +95,7 @@ class Outcomes:
         err = error_fields(exc, full=False)
         self.log.warning(
             "job.failed",
-            job_id=env.id,
-            task=env.task,
-            queue=env.queue,
-            attempt=env.attempt,
+            **job_fields(env),
             duration_ms=duration_ms,
             outcome="retry",
             retry_in_ms=delay_ms,
@@ -133,10 +135,7 @@ class Outcomes:
         ttl = task.options.record_ttl_ms if task else 86_400_000
         self.log.error(
             "job.dead_lettered",
-            job_id=env.id,
-            task=env.task,
-            queue=env.queue,
-            attempt=env.attempt,
+            **job_fields(env),
             duration_ms=duration_ms,
             outcome="dead",
             reason=reason,

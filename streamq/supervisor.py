@@ -21,7 +21,7 @@ from streamq.app import App, now_ms
 from streamq.doctor import diagnose
 from streamq.errors import ConfigError, StreamqError, TimeLimitExceeded
 from streamq.keys import QueueKeys
-from streamq.outcomes import Outcomes
+from streamq.outcomes import Outcomes, job_fields
 from streamq.process import die_with_parent
 from streamq.reaper import Reaper
 from streamq.scheduler import Scheduler
@@ -352,10 +352,7 @@ class Supervisor:
             self.app.store.ack(keys, entry.priority, self.worker_settings.group, now_ms(), [done])
             self._log.info(
                 "job.cancelled",
-                job_id=env.id,
-                task=env.task,
-                queue=env.queue,
-                attempt=env.attempt,
+                **job_fields(env),
                 outcome="cancelled",
                 running=True,
                 killed=True,

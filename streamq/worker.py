@@ -29,7 +29,7 @@ from streamq.errors import (
 )
 from streamq.job import PRIORITY_HIGH, Envelope
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
-from streamq.outcomes import Op, Outcomes, reseed
+from streamq.outcomes import Op, Outcomes, job_fields, reseed
 from streamq.scripts import Finished
 from streamq.settings import WorkerSettings
 from streamq.slots import Running, Slots
@@ -266,10 +266,7 @@ class Worker:
             if e.id in skipped:
                 self._log.info(
                     "job.cancelled",
-                    job_id=env.id,
-                    task=env.task,
-                    queue=env.queue,
-                    attempt=env.attempt,
+                    **job_fields(env),
                     outcome="cancelled",
                     running=False,
                 )
@@ -391,10 +388,7 @@ class Worker:
         if state == "cancelled":
             self._log.info(
                 "job.cancelled",
-                job_id=env.id,
-                task=env.task,
-                queue=env.queue,
-                attempt=env.attempt,
+                **job_fields(env),
                 duration_ms=_ms_since(started),
                 outcome="cancelled",
                 running=True,
@@ -402,10 +396,7 @@ class Worker:
         elif self.settings.log_jobs == "all":
             self._log.info(
                 "job.succeeded",
-                job_id=env.id,
-                task=env.task,
-                queue=env.queue,
-                attempt=env.attempt,
+                **job_fields(env),
                 duration_ms=_ms_since(started),
                 outcome="succeeded",
             )

@@ -17,7 +17,7 @@ QUEUE = os.environ.get("SQ_TEST_QUEUE", "default")
 VT_S = float(os.environ.get("SQ_TEST_VT_S", "30"))
 MAX_DELIVERIES = int(os.environ.get("SQ_TEST_MAX_DELIVERIES", "5"))
 
-# Never the App default (localhost:6379 is a shared server here): a port nothing answers on
+# Never the App default (the shared server on the default port): a port nothing answers on
 # unless the test passes its own server's URL.
 app = streamq.App(
     os.environ.get("STREAMQ_REDIS_URL", "redis://127.0.0.1:1/0"),

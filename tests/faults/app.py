@@ -19,7 +19,7 @@ from streamq.settings import AppSettings, QueueSettings
 
 QUEUE = os.environ.get("SQ_FAULT_QUEUE", "default")
 
-# Never the App default (localhost:6379 is a shared server here): a port nothing answers on
+# Never the App default (the shared server on the default port): a port nothing answers on
 # unless the test passes its own server's URL.
 app = streamq.App(
     os.environ.get("STREAMQ_REDIS_URL", "redis://127.0.0.1:1/0"),
