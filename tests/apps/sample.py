@@ -28,7 +28,7 @@ app = streamq.App(
             max_deliveries=MAX_DELIVERIES,
             prune_consumers_after_s=float(os.environ.get("SQ_TEST_PRUNE_S", "600")),
         ),
-    )
+    ),
 )
 RUNS = f"sqtest:{QUEUE}:runs"
 

@@ -30,7 +30,7 @@ app = streamq.App(
             visibility_timeout_s=float(os.environ.get("SQ_FAULT_VT_S", "1.5")),
             max_deliveries=int(os.environ.get("SQ_FAULT_MAX_DELIVERIES", "10")),
         ),
-    )
+    ),
 )
 
 # Ledger keys; tests read them through tests.faults.ledger.LedgerKeys (same spelling).
