@@ -174,7 +174,7 @@ def test_kill_9_mid_job_completes_after_visibility_timeout(
         os.kill(pool.children()[0], signal.SIGKILL)
         wait_until(lambda: runs(c, queue).get("victim") == 1, 30)
         assert runs(c, queue)["victim:started"] == 2
-        assert pool.events("job.reclaimed")
+        wait_until(lambda: pool.events("job.reclaimed"), 10)  # log lines may lag Redis
         wait_until(lambda: _settled(c, queue), 10)
 
 
@@ -210,7 +210,8 @@ def test_poison_pill_is_dead_lettered_after_max_deliveries(
         assert (dead.reason, dead.task) == ("max_deliveries", "kill_worker")
         assert runs(c, queue)["pill"] == 3
         wait_until(lambda: len(pool.children()) == 2, 30)  # back at full strength
-        assert pool.events("job.dead_lettered")[0]["task"] == "kill_worker"
+        dead_lines = wait_until(lambda: pool.events("job.dead_lettered"), 10)
+        assert dead_lines[0]["task"] == "kill_worker"
 
 
 def test_two_pools_and_a_standalone_scheduler_run_each_delayed_job_once(
