@@ -16,7 +16,6 @@ from streamq.errors import (
     StreamqConnectionError,
     StreamqError,
     TimeLimitExceeded,
-    UnknownTask,
 )
 from streamq.handle import Job, JobInfo
 from streamq.job import Envelope
@@ -53,7 +52,6 @@ __all__ = [
     "Task",
     "TimeLimitExceeded",
     "TlsSettings",
-    "UnknownTask",
     "Worker",
     "WorkerSettings",
     "current_job",

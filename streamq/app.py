@@ -17,7 +17,6 @@ from streamq.errors import (
     EnqueueError,
     RedisCommandError,
     StreamqConnectionError,
-    UnknownTask,
 )
 from streamq.handle import Job
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
@@ -136,13 +135,6 @@ class App:
             return registered
 
         return register(fn) if fn is not None else register
-
-    def get_task(self, name: str) -> Task[Any, Any]:
-        """The task registered as ``name``; only these ever run."""
-        try:
-            return self.tasks[name]
-        except KeyError:
-            raise UnknownTask(f"no task registered as {name!r}") from None
 
     # -- connection ------------------------------------------------------------------------
     @property

@@ -5,7 +5,6 @@
     ├── EnqueueError           a job that was not accepted
     │   └── PayloadTooLarge    its encoded size is over the limit
     ├── DecodeError            bytes in Redis that are not a job we can read
-    ├── UnknownTask            a task name with no registered function
     ├── StreamqConnectionError Redis could not be reached, or the connection dropped
     ├── RedisCommandError      Redis refused a command (a bug, or keys changed under us)
     ├── JobFailed              a job whose result was asked for ended dead or cancelled
@@ -48,10 +47,6 @@ class DecodeError(StreamqError):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.raw = raw
-
-
-class UnknownTask(StreamqError):
-    """A job names a task no worker registered; it is dead-lettered, never imported."""
 
 
 class StreamqConnectionError(StreamqError):

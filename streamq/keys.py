@@ -118,12 +118,6 @@ def keys_of(queue: str) -> QueueKeys:
     return QueueKeys(queue)
 
 
-def priority_of_stream(stream_key: str) -> int:
-    """The priority level of a stream key built by :class:`QueueKeys`."""
-    head, _, level = stream_key.rpartition(":p")
-    return int(level) if head.endswith(":stream") and level.isdigit() else PRIORITY_NORMAL
-
-
 def queue_of_stream(stream_key: str) -> str:
     """Return the queue name inside a stream key built by :class:`QueueKeys`."""
     start = stream_key.index("{") + 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import signal
 import sys
 
@@ -23,14 +22,3 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         return
     libc = ctypes.CDLL(libc_name, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-
-
-def alive(pid: int) -> bool:
-    """True if ``pid`` exists (signal 0 probes without sending anything)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

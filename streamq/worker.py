@@ -472,6 +472,3 @@ class Worker:
 
 def _ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
-
-
-__all__ = ["Interrupted", "Worker", "consumer_name"]
