@@ -55,6 +55,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         group=args.group,
         burst=args.burst,
         log_jobs=args.log_jobs,
+        log_args=args.log_args,
     )
     pool = PoolSettings(processes=args.processes, grace_s=args.grace_s)
     return Supervisor(app, settings, pool).run()
@@ -169,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--grace-s", type=float, default=30.0, help="drain time on SIGTERM")
     w.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     w.add_argument("--log-jobs", choices=("all", "failures"), default="all")
+    w.add_argument(
+        "--log-args", action="store_true", help="include task arguments in job lines (off: PII)"
+    )
     w.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("scheduler", help="promote delayed jobs (workers run one too)")

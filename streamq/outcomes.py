@@ -31,9 +31,21 @@ def reseed() -> None:
     _rng.seed()
 
 
-def job_fields(env: Envelope) -> dict[str, object]:
-    """The fields every canonical job line carries (arguments never: they may be personal)."""
-    return {"job_id": env.id, "task": env.task, "queue": env.queue, "attempt": env.attempt}
+def job_fields(env: Envelope, with_args: bool = False) -> dict[str, object]:
+    """The fields every canonical job line carries.
+
+    Arguments only with ``with_args`` (``--log-args``): they often carry personal data.
+    """
+    fields: dict[str, object] = {
+        "job_id": env.id,
+        "task": env.task,
+        "queue": env.queue,
+        "attempt": env.attempt,
+    }
+    if with_args:
+        fields["args"] = env.args
+        fields["kwargs"] = env.kwargs
+    return fields
 
 
 def error_fields(exc: BaseException | None, full: bool = True) -> dict[str, str]:
@@ -59,7 +71,10 @@ def error_fields(exc: BaseException | None, full: bool = True) -> dict[str, str]
 class Outcomes:
     """Failure policy of one App, writing through ``store`` as ``consumer`` of ``group``."""
 
-    def __init__(self, app: App, store: Store, group: str, consumer: str, log: Any) -> None:
+    def __init__(
+        self, app: App, store: Store, group: str, consumer: str, log: Any, log_args: bool = False
+    ) -> None:
+        self.log_args = log_args
         self.app = app
         self.store = store
         self.group = group
@@ -95,7 +110,7 @@ class Outcomes:
         err = error_fields(exc, full=False)
         self.log.warning(
             "job.failed",
-            **job_fields(env),
+            **job_fields(env, self.log_args),
             duration_ms=duration_ms,
             outcome="retry",
             retry_in_ms=delay_ms,
@@ -135,7 +150,7 @@ class Outcomes:
         ttl = task.options.record_ttl_ms if task else 86_400_000
         self.log.error(
             "job.dead_lettered",
-            **job_fields(env),
+            **job_fields(env, self.log_args),
             duration_ms=duration_ms,
             outcome="dead",
             reason=reason,

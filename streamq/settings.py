@@ -130,6 +130,7 @@ class WorkerSettings:
     burst: bool = False
     burst_horizon_ms: int = 5000
     log_jobs: str = "all"  # "all" | "failures": successes are the bulk of the log volume
+    log_args: bool = False  # task arguments in job lines: opt-in, they may be personal data
     # None: strict priority (high first, always). Weights like (6, 3, 1) for high, normal,
     # low instead pick the level served first in proportion, so low work is never starved.
     priority_weights: tuple[int, int, int] | None = None

@@ -106,7 +106,12 @@ class Worker:
         """The failure policy, writing through this worker's store."""
         if self._outcomes is None:
             self._outcomes = Outcomes(
-                self.app, self.store, self.settings.group, self.consumer, self._log
+                self.app,
+                self.store,
+                self.settings.group,
+                self.consumer,
+                self._log,
+                self.settings.log_args,
             )
         return self._outcomes
 
@@ -266,7 +271,7 @@ class Worker:
             if e.id in skipped:
                 self._log.info(
                     "job.cancelled",
-                    **job_fields(env),
+                    **job_fields(env, self.settings.log_args),
                     outcome="cancelled",
                     running=False,
                 )
@@ -388,7 +393,7 @@ class Worker:
         if state == "cancelled":
             self._log.info(
                 "job.cancelled",
-                **job_fields(env),
+                **job_fields(env, self.settings.log_args),
                 duration_ms=_ms_since(started),
                 outcome="cancelled",
                 running=True,
@@ -396,7 +401,7 @@ class Worker:
         elif self.settings.log_jobs == "all":
             self._log.info(
                 "job.succeeded",
-                **job_fields(env),
+                **job_fields(env, self.settings.log_args),
                 duration_ms=_ms_since(started),
                 outcome="succeeded",
             )

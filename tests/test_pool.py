@@ -312,3 +312,50 @@ def test_second_consumer_group_on_a_queue_is_refused(
     with Pool(worker_env, ["--group", "analytics"], processes=1) as pool:
         assert pool.wait(30) == 1
     assert any("already has consumer group(s) ['default']" in line for line in pool.lines)
+
+
+def test_arguments_are_logged_only_when_asked(
+    redis_server: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """Task arguments (maybe personal data) stay out of logs unless --log-args is given."""
+    secret = "alice@example.com"
+    _enqueue(redis_server, queue, "record", secret)
+    c = _client(redis_server)
+    with Pool(worker_env, processes=1) as pool:
+        wait_until(lambda: runs(c, queue).get(secret) == 1, 30)
+        pool.signal(signal.SIGTERM)
+        assert pool.wait(30) == 0
+    assert not any(secret in line for line in pool.lines)
+    _enqueue(redis_server, queue, "record", secret)
+    with Pool(worker_env, ["--log-args"], processes=1) as pool:
+        wait_until(lambda: runs(c, queue).get(secret) == 2, 30)
+        pool.signal(signal.SIGTERM)
+        assert pool.wait(30) == 0
+    (ok,) = pool.events("job.succeeded")
+    assert ok["args"] == [secret]
+
+
+def test_embedded_server_dies_with_its_owner_even_on_sigkill() -> None:
+    """A RedisServer's process does not outlive the process that started it, killed or not."""
+    code = (
+        "import sys, time\n"
+        "from streamq.testing import RedisServer\n"
+        "s = RedisServer().start()\n"
+        "print(s.port, s.proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert owner.stdout is not None
+        port, server_pid = (int(x) for x in owner.stdout.readline().split())
+        assert redis.Redis(port=port).ping()
+        owner.kill()
+        owner.wait(10)
+        wait_until(lambda: not _not_zombie(server_pid), 15)
+    finally:
+        owner.kill()
+        owner.wait(10)
+        if owner.stdout is not None:
+            owner.stdout.close()
