@@ -16,18 +16,16 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from streamq import codec
 from streamq.app import App, now_ms
 from streamq.doctor import diagnose
-from streamq.errors import ConfigError, StreamqError, TimeLimitExceeded
+from streamq.errors import ConfigError, StreamqError
 from streamq.keys import QueueKeys
-from streamq.outcomes import Outcomes, job_fields
 from streamq.process import die_with_parent
 from streamq.reaper import Reaper
 from streamq.scheduler import Scheduler
-from streamq.scripts import Finished
 from streamq.settings import WorkerSettings
-from streamq.slots import Running, Slots
+from streamq.slots import Slots
+from streamq.watch import JobWatch
 from streamq.worker import Worker, consumer_name
 
 log = structlog.get_logger("streamq.supervisor")
@@ -78,7 +76,6 @@ class Supervisor:
         self.state = _State()
         self.queues = [QueueKeys(q) for q in worker.queues]
         self.slots = Slots(pool.processes)
-        self._signalled: dict[str, float] = {}  # job id -> when its child got SIGUSR1
         self._log = log.bind(group=worker.group, pid=os.getpid())
 
     # -- main loop -------------------------------------------------------------------------
@@ -89,6 +86,7 @@ class Supervisor:
         scheduler = Scheduler(store, self.queues)
         reaper = Reaper(store, self.queues, self.worker_settings.group, self.app.settings)
         self._reaper = reaper
+        watch = JobWatch(self.app, self.worker_settings, self.queues, self.slots, self._log)
         touch_every = min(self._vt_s() / 3, 5.0)
         try:
             self._ensure_groups()
@@ -129,7 +127,9 @@ class Supervisor:
                     self._safe(reaper.prune)
                     next_prune = now + self.pool.prune_interval_s
                 if now >= next_watch:
-                    self._safe(self._watch_jobs)
+                    self._safe(
+                        lambda: watch.check((c.slot, c.pid) for c in list(self.children.values()))
+                    )
                     next_watch = now + 0.1
                 timeout = max(0.0, min(next_sched, next_reap, next_touch, next_watch) - now)
                 self._wait(sel, rfd, timeout)
@@ -286,84 +286,6 @@ class Supervisor:
             if at <= now and not self.state.stopping:
                 del self.state.restarts[slot]
                 self._spawn(slot)
-
-    # -- time limits and cancellation ------------------------------------------------------
-    def _watch_jobs(self) -> None:
-        """Stop children whose job was cancelled or ran past its time limit (plus a grace).
-
-        A task gets the chance to stop on its own first (Cancelled / TimeLimitExceeded raised
-        in it); one that does not is killed, its outcome recorded here, and the process
-        replaced, so the pool stays at full strength.
-        """
-        by_queue = {keys: self.app.store.cancels(keys) for keys in self.queues}
-        cancels = set().union(*by_queue.values())
-        grace_ms = int(self.worker_settings.cancel_grace_s * 1000)
-        now = now_ms()
-        running: set[str] = set()
-        for child in list(self.children.values()):
-            run = self.slots.get(child.slot)
-            if run is None:
-                continue
-            running.add(run.job_id)
-            if run.job_id in cancels:
-                asked = self._signalled.setdefault(run.job_id, now)
-                if asked == now:
-                    self.slots.request_cancel(child.slot, run.job_id)
-                    self._kill(child, signal.SIGUSR1)
-                elif now - asked > grace_ms:
-                    self._kill(child, signal.SIGKILL)
-                    self._record_killed(run, "cancelled")
-            elif run.deadline_ms and now > run.deadline_ms + grace_ms:
-                self._log.warning(
-                    "job.timed_out",
-                    job_id=run.job_id,
-                    child_pid=child.pid,
-                    message="task ignored its time limit; killing its process",
-                )
-                self._kill(child, signal.SIGKILL)
-                self._record_killed(run, "timeout")
-        for job_id in list(self._signalled):
-            if job_id not in running:
-                del self._signalled[job_id]
-        for keys, ids in by_queue.items():
-            for job_id in ids - running:
-                # Finished before it could be stopped, or its worker is gone: not ours to wait on.
-                if self.app.store.job_record(keys, job_id).get("state") != b"running":
-                    self.app.store.forget_cancel(keys, job_id)
-
-    def _record_killed(self, run: Running, why: str) -> None:
-        """Record the outcome of a job whose process we killed, as its worker would have."""
-        keys = QueueKeys(run.queue)
-        entry = self.app.store.entry(keys, run.priority, run.entry_id.encode())
-        if entry is None or entry.payload is None:
-            return  # already recorded, or reclaimed meanwhile
-        env = codec.decode(entry.payload, self.app.settings.max_payload_bytes)
-        outcomes = Outcomes(
-            self.app,
-            self.app.store,
-            self.worker_settings.group,
-            f"supervisor:{os.getpid()}",
-            self._log,
-        )
-        task = self.app.tasks.get(env.task)
-        ttl = task.options.record_ttl_ms if task else 86_400_000
-        if why == "cancelled" or task is None:
-            done = Finished(entry.id, keys.job(env.id), env.id, "cancelled", b"", ttl)
-            self.app.store.ack(keys, entry.priority, self.worker_settings.group, now_ms(), [done])
-            self._log.info(
-                "job.cancelled",
-                **job_fields(env),
-                outcome="cancelled",
-                running=True,
-                killed=True,
-            )
-        else:
-            exc = TimeLimitExceeded(f"job {env.id} ran past its time limit and was killed")
-            outcomes.failed(entry, env, exc, float(now_ms() - run.started_ms))()
-
-    def _kill(self, child: _Child, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child.pid, sig)
 
     # -- leases ----------------------------------------------------------------------------
     def _vt_s(self) -> float:
