@@ -19,6 +19,7 @@ import structlog
 
 from streamq import codec
 from streamq.app import App, now_ms
+from streamq.batch import Item, decode_all, next_count, weighted_order
 from streamq.context import _current
 from streamq.errors import (
     Cancelled,
@@ -37,7 +38,6 @@ from streamq.store import Entry, Store
 
 log = structlog.get_logger("streamq.worker")
 
-Item = tuple[Entry, Envelope | DecodeError]
 
 # A forked child inherits the parent's random state: reseed, or every worker of a pool draws
 # the same jitter and their retries fire in lockstep.
@@ -211,7 +211,13 @@ class Worker:
             if time.perf_counter() - self._last_flush >= flush_s:
                 self._flush()
         self._flush()
-        self._adapt(handled, time.perf_counter() - started)
+        self._count = next_count(
+            handled,
+            time.perf_counter() - started,
+            self.settings.batch_target_ms,
+            self.settings.max_batch,
+            self._count,
+        )
         self.processed += handled
         return handled + self._skipped
 
@@ -239,20 +245,12 @@ class Worker:
             self._recover = False
         items = self._decode_and_start(entries)
         if self.settings.priority_weights:
-            items = self._weighted(items)
+            items = weighted_order(items, self.settings.priority_weights, self._rng)
         self._buffer.extend(items)
         return items
 
     def _decode_and_start(self, entries: list[Entry]) -> list[Item]:
-        items: list[Item] = []
-        for e in entries:
-            try:
-                payload = e.payload
-                if payload is None:
-                    raise DecodeError("malformed_entry", "entry has no 'j' field", b"")
-                items.append((e, codec.decode(payload, self.app.settings.max_payload_bytes)))
-            except DecodeError as err:
-                items.append((e, err))
+        items = decode_all(entries, self.app.settings.max_payload_bytes)
         # Untracked jobs have no record to mark (nor a cancel to honour before they start).
         jobs = [(e, env) for e, env in items if isinstance(env, Envelope) and env.tracked]
         if not jobs:
@@ -277,18 +275,6 @@ class Worker:
                 )
         return [item for item in items if item[0].id not in skipped]
 
-    def _weighted(self, items: list[Item]) -> list[Item]:
-        """Order levels by a weighted draw, so lower priorities get a share under load."""
-        weights = dict(zip(PRIORITY_LEVELS, self.settings.priority_weights or (), strict=True))
-        levels = sorted({e.priority for e, _ in items})
-        order: list[int] = []
-        while levels:
-            pick = self._rng.choices(levels, [weights[lv] for lv in levels])[0]
-            order.append(pick)
-            levels.remove(pick)
-        rank = {lv: i for i, lv in enumerate(order)}
-        return sorted(items, key=lambda it: rank[it[0].priority])
-
     def _maybe_preempt(self) -> None:
         """Before a lower-priority job, look for newly arrived higher-priority work.
 
@@ -308,14 +294,6 @@ class Worker:
     def _fill_front(self, streams: list[tuple[QueueKeys, int]]) -> list[Item]:
         entries = self.store.read(streams, self.settings.group, self.consumer, self._count, None)
         return self._decode_and_start(entries)
-
-    def _adapt(self, handled: int, elapsed_s: float) -> None:
-        """Size the next read so a batch takes about ``batch_target_ms``."""
-        if handled == 0:
-            return
-        per_job_ms = max(elapsed_s * 1000 / handled, 0.001)
-        target = int(self.settings.batch_target_ms / per_job_ms)
-        self._count = max(1, min(self.settings.max_batch, target))
 
     def _handle(self, item: Item) -> None:
         entry, env = item
