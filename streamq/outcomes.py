@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -22,6 +22,25 @@ from streamq.job import Envelope
 from streamq.store import Entry, Store
 
 Op = Callable[[], bool]
+
+
+class Retrying(NamedTuple):
+    """A failed run's next attempt, written with the next batched ack (see ``lua/ack.lua``)."""
+
+    entry: Entry
+    job_id: str
+    tracked: bool
+    payload: bytes
+    due_ms: int
+    error: tuple[str, str, str]
+    ttl_ms: int
+
+    def op(self, store: Store, group: str) -> Op:
+        """The same move as a call of its own (for a supervisor acting for a killed child)."""
+        return lambda: store.retry_later(
+            self.entry, group, self.job_id, self.payload, self.due_ms, now_ms(), self.error
+        )
+
 
 _rng = random.Random()
 
@@ -81,7 +100,9 @@ class Outcomes:
         self.consumer = consumer
         self.log = log
 
-    def failed(self, entry: Entry, env: Envelope, exc: BaseException, duration_ms: float) -> Op:
+    def failed(
+        self, entry: Entry, env: Envelope, exc: BaseException, duration_ms: float
+    ) -> Op | Retrying:
         """A run that raised: retry with backoff while attempts remain, else bury."""
         opts = self.app.tasks[env.task].options
         max_retries = opts.max_retries if env.max_retries is None else env.max_retries
@@ -118,8 +139,8 @@ class Outcomes:
             **err,
         )
         error = (err["error_type"], err["error_message"], err["traceback"])
-        return lambda: self.store.retry_later(
-            entry, self.group, env.id, payload, now + delay_ms, now, error
+        return Retrying(
+            entry, env.id, env.tracked, payload, now + delay_ms, error, opts.record_ttl_ms
         )
 
     def bury(

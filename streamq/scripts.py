@@ -44,6 +44,18 @@ class ReclaimResult:
     buried: list[Moved]
 
 
+class RetryRow(NamedTuple):
+    """A failed entry's next attempt for :meth:`Scripts.ack`; ``job_key`` '' if untracked."""
+
+    entry_id: bytes
+    job_key: str
+    job_id: str
+    payload: bytes
+    due_ms: int
+    error: tuple[str, str, str]
+    ttl_ms: int
+
+
 class Finished(NamedTuple):
     """One finished entry for :meth:`Scripts.ack`; ``job_key`` is '' for untracked jobs."""
 
@@ -119,20 +131,30 @@ class Scripts:
         self,
         cancels: str,
         stream: str,
+        delayed: str,
         done_prefix: str,
         group: str,
         now_ms: int,
         done: Sequence[Finished],
-    ) -> int:
-        """Acknowledge finished entries of ``stream`` and record the tracked ones."""
-        keys: list[Any] = [cancels, stream]
+        retries: Sequence[RetryRow] = (),
+    ) -> tuple[int, int]:
+        """Record a batch's outcomes on ``stream``; (finished acked, failed no longer held)."""
+        keys: list[Any] = [cancels, stream, delayed]
         tracked = []
         for i, f in enumerate(done, 1):
             if f.job_key:
                 keys.append(f.job_key)
-                tracked.append((i, f.job_id, f.state, f.result, f.ttl_ms))
-        blob = msgpack.packb(([f.entry_id for f in done], tracked), use_bin_type=False)
-        return int(self._call("ack", keys, [group, now_ms, done_prefix, blob]))
+                tracked.append((i, f.job_id, f.state, f.result, f.ttl_ms, len(keys)))
+        rows = []
+        for r in retries:
+            index = 0
+            if r.job_key:
+                keys.append(r.job_key)
+                index = len(keys)
+            rows.append((r.entry_id, r.job_id, r.payload, r.due_ms, *r.error, r.ttl_ms, index))
+        blob = msgpack.packb(([f.entry_id for f in done], tracked, rows), use_bin_type=False)
+        acked, lost = self._call("ack", keys, [group, now_ms, done_prefix, blob])
+        return int(acked), int(lost)
 
     def retry(
         self,

@@ -18,7 +18,7 @@ from streamq import codec
 from streamq.app import App, now_ms
 from streamq.errors import TimeLimitExceeded
 from streamq.keys import QueueKeys
-from streamq.outcomes import Outcomes, job_fields
+from streamq.outcomes import Outcomes, Retrying, job_fields
 from streamq.scripts import Finished
 from streamq.settings import WorkerSettings
 from streamq.slots import Running, Slots
@@ -102,7 +102,10 @@ class JobWatch:
             self.app, store, self.settings.group, f"supervisor:{os.getpid()}", self.log
         )
         exc = TimeLimitExceeded(f"job {env.id} ran past its time limit and was killed")
-        outcomes.failed(entry, env, exc, float(now_ms() - run.started_ms))()
+        outcome = outcomes.failed(entry, env, exc, float(now_ms() - run.started_ms))
+        if isinstance(outcome, Retrying):
+            outcome = outcome.op(store, self.settings.group)
+        outcome()
 
 
 def _kill(pid: int, sig: int) -> None:

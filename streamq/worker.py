@@ -30,8 +30,8 @@ from streamq.errors import (
 )
 from streamq.job import PRIORITY_HIGH, Envelope
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
-from streamq.outcomes import Op, Outcomes, job_fields, reseed
-from streamq.scripts import Finished
+from streamq.outcomes import Op, Outcomes, Retrying, job_fields, reseed
+from streamq.scripts import Finished, RetryRow
 from streamq.settings import WorkerSettings
 from streamq.slots import Running, Slots
 from streamq.store import Entry, Store
@@ -78,7 +78,9 @@ class Worker:
         self._store: Store | None = None
         self._outcomes: Outcomes | None = None
         self._count = 1
-        self._acks: dict[tuple[QueueKeys, int], list[Finished]] = {}
+        # Outcomes waiting for the next flush, per stream: finished entries, and failed
+        # ones' next attempts (both written by one ack script call).
+        self._acks: dict[tuple[QueueKeys, int], tuple[list[Finished], list[RetryRow]]] = {}
         self._buffer: deque[Item] = deque()
         self._recover = False
         self._deferred: list[Op] = []
@@ -340,7 +342,7 @@ class Worker:
             return
         except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded, never fatal
             self._running = None
-            self._record(self.outcomes.failed(entry, env, exc, _ms_since(started)), env.id)
+            self._failed(entry, env, exc, started)
             return
         finally:
             self._running = None
@@ -361,13 +363,30 @@ class Worker:
                 )
         self._finish(entry, env, opts.record_ttl_ms, "succeeded", result, started)
 
+    def _failed(self, entry: Entry, env: Envelope, exc: BaseException, started: float) -> None:
+        """Bury now, or queue the next attempt to be written with the next batched ack."""
+        outcome = self.outcomes.failed(entry, env, exc, _ms_since(started))
+        if not isinstance(outcome, Retrying):
+            self._record(outcome, env.id)
+            return
+        job_key = entry.keys.job(env.id) if env.tracked else ""
+        self._pending(entry)[1].append(
+            RetryRow(
+                entry.id,
+                job_key,
+                env.id,
+                outcome.payload,
+                outcome.due_ms,
+                outcome.error,
+                outcome.ttl_ms,
+            )
+        )
+
     def _finish(
         self, entry: Entry, env: Envelope, ttl_ms: int, state: str, result: bytes, started: float
     ) -> None:
         job_key = entry.keys.job(env.id) if env.tracked else ""
-        self._acks.setdefault((entry.keys, entry.priority), []).append(
-            Finished(entry.id, job_key, env.id, state, result, ttl_ms)
-        )
+        self._pending(entry)[0].append(Finished(entry.id, job_key, env.id, state, result, ttl_ms))
         if state == "cancelled":
             self._log.info(
                 "job.cancelled",
@@ -398,16 +417,23 @@ class Worker:
         )
         return False
 
+    def _pending(self, entry: Entry) -> tuple[list[Finished], list[RetryRow]]:
+        return self._acks.setdefault((entry.keys, entry.priority), ([], []))
+
     def _flush(self) -> None:
-        """Acknowledge finished entries: one script call per stream."""
+        """Record finished and failed entries: one script call per stream."""
         self._last_flush = time.perf_counter()
         while self._acks:
-            (keys, priority), done = next(iter(self._acks.items()))
+            (keys, priority), (done, retries) = next(iter(self._acks.items()))
             # Removed only after Redis took them: an outage keeps them for the retry.
-            acked = self.store.ack(keys, priority, self.settings.group, now_ms(), done)
+            acked, lost = self.store.ack(
+                keys, priority, self.settings.group, now_ms(), done, retries
+            )
             del self._acks[keys, priority]
-            if acked < len(done):
-                self._log.warning("job.lease_lost", queue=keys.queue, count=len(done) - acked)
+            if acked < len(done) or lost:
+                self._log.warning(
+                    "job.lease_lost", queue=keys.queue, count=len(done) - acked + lost
+                )
 
     def _run_deferred(self) -> None:
         """Flush successes, then outcome writes, oldest first; each leaves only once done."""

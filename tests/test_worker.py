@@ -11,7 +11,7 @@ import pytest
 import streamq
 from streamq import codec
 from streamq.keys import QueueKeys
-from streamq.scripts import Finished
+from streamq.scripts import Finished, RetryRow
 from streamq.settings import WorkerSettings
 from streamq.testing import wait_until
 
@@ -237,10 +237,15 @@ def test_results_are_acked_in_batches(app: streamq.App, queue: str, count: int) 
     real_ack = w.store.ack
 
     def counting_ack(
-        keys: QueueKeys, priority: int, group: str, now_ms: int, done: Sequence[Finished]
-    ) -> int:
+        keys: QueueKeys,
+        priority: int,
+        group: str,
+        now_ms: int,
+        done: Sequence[Finished],
+        retries: Sequence[RetryRow] = (),
+    ) -> tuple[int, int]:
         calls.append(len(done))
-        return real_ack(keys, priority, group, now_ms, done)
+        return real_ack(keys, priority, group, now_ms, done, retries)
 
     w.store.ack = counting_ack  # type: ignore[method-assign]
     assert w.run_once() == count

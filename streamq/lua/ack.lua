@@ -1,30 +1,66 @@
--- ack: record finished entries of one stream: XACK + XDEL, and for tracked jobs their final
--- state, result, expiry and a word to result waiters, in one step. XDEL never runs without
--- XACK (no ghost PEL entries). Ids the group no longer holds were moved by the reaper (their
--- lease was lost) and already deleted, so deleting every id given is safe; their records are
--- written only if no newer copy has started (the record still names this entry).
+-- ack: record the outcomes of a batch from one stream, in one step: finished entries are
+-- XACKed and XDELed (and tracked jobs get their final state, result, expiry and a word to
+-- result waiters); failed ones are XACKed, XDELed and their next attempt added to the stream
+-- (due now) or the delayed set, with the error on the record. XDEL never runs without XACK
+-- (no ghost PEL entries). Finished ids the group no longer holds were moved by the reaper (their
+-- lease was lost) and already deleted, so deleting them all is safe; their records are written
+-- only if no newer copy has started (the record still names this entry). A failed entry no
+-- longer held is not retried: its reclaimed copy runs instead.
 -- Per-entry data comes as one msgpack blob: a worker acks hundreds of entries per call, and
--- one argument costs far less to send and unpack than five per entry.
--- KEYS[1] cancels set, KEYS[2] stream, KEYS[2 + j] job hash of tracked entry j
+-- one argument costs far less to send and unpack than several per entry.
+-- KEYS[1] cancels set, KEYS[2] stream, KEYS[3] delayed set, KEYS[3 + k] job hashes
 -- ARGV[1] group, ARGV[2] now ms, ARGV[3] done channel prefix,
--- ARGV[4] msgpack [entry ids, [[index among ids, job id, final state, result or '', ttl ms]
--- per tracked entry]]
--- returns: number of entries acknowledged (fewer than given: some leases were lost)
+-- ARGV[4] msgpack [finished ids,
+--   [[index among ids, job id, final state, result or '', ttl ms, key index] per tracked],
+--   [[entry id, job id, payload, due ms, error type, message, traceback, ttl ms, key index
+--     (0: untracked)] per failed entry]]
+-- returns: {finished entries acknowledged, failed entries no longer held}
 local blob = cmsgpack.unpack(ARGV[4])
-local ids, tracked = blob[1], blob[2]
-local acked = redis.call('XACK', KEYS[2], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[2], unpack(ids))
-for j, t in ipairs(tracked) do
-  local job, job_id, state, result = KEYS[2 + j], t[2], t[3], t[4]
+local ids, tracked, retries = blob[1], blob[2], blob[3]
+local now = tonumber(ARGV[2])
+local acked = 0
+if #ids > 0 then
+  acked = redis.call('XACK', KEYS[2], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[2], unpack(ids))
+end
+for _, t in ipairs(tracked) do
+  local job, job_id, state, result = KEYS[t[6]], t[2], t[3], t[4]
   if acked == #ids or redis.call('HGET', job, 'entry') == ids[t[1]] then
     if result ~= '' then
-      redis.call('HSET', job, 'state', state, 'finished_ms', ARGV[2], 'result', result)
+      redis.call('HSET', job, 'state', state, 'finished_ms', now, 'result', result)
     else
-      redis.call('HSET', job, 'state', state, 'finished_ms', ARGV[2])
+      redis.call('HSET', job, 'state', state, 'finished_ms', now)
     end
     redis.call('PEXPIRE', job, t[5])
     if state == 'cancelled' then redis.call('SREM', KEYS[1], job_id) end
     redis.call('PUBLISH', ARGV[3] .. job_id, state)
   end
 end
-return acked
+local lost = 0
+for _, r in ipairs(retries) do
+  local id, job_id, payload, due = r[1], r[2], r[3], tonumber(r[4])
+  local job = r[9] > 0 and KEYS[r[9]] or nil
+  if redis.call('XACK', KEYS[2], ARGV[1], id) == 0 then
+    lost = lost + 1
+  else
+    redis.call('XDEL', KEYS[2], id)
+    if job and redis.call('HEXISTS', job, 'cancel_requested_ms') == 1 then
+      -- Its cancel was asked while it ran: it ends here rather than run again.
+      redis.call('HSET', job, 'state', 'cancelled', 'finished_ms', now)
+      redis.call('PEXPIRE', job, r[8])
+      redis.call('SREM', KEYS[1], job_id)
+      redis.call('PUBLISH', ARGV[3] .. job_id, 'cancelled')
+    else
+      if due <= now then
+        redis.call('XADD', KEYS[2], '*', 'j', payload)
+      else
+        redis.call('ZADD', KEYS[3], due, payload)
+      end
+      if job and redis.call('EXISTS', job) == 1 then
+        redis.call('HSET', job, 'state', due <= now and 'queued' or 'retrying', 'due_ms', due,
+          'error_type', r[5], 'error_message', r[6], 'traceback', r[7])
+      end
+    end
+  end
+end
+return {acked, lost}

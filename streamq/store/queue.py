@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from streamq.keys import QueueKeys
-from streamq.scripts import Finished
+from streamq.scripts import Finished, RetryRow
 from streamq.store.base import (
     Entry,
     NewJob,
@@ -155,22 +155,31 @@ class QueueVerbs(StoreBase):
         return go
 
     def ack(
-        self, keys: QueueKeys, priority: int, group: str, now_ms: int, done: Sequence[Finished]
-    ) -> int:
-        """Acknowledge, delete and record finished entries of one stream; return how many
-        were still ours."""
-        acked = 0
+        self,
+        keys: QueueKeys,
+        priority: int,
+        group: str,
+        now_ms: int,
+        done: Sequence[Finished],
+        retries: Sequence[RetryRow] = (),
+    ) -> tuple[int, int]:
+        """Record a batch's outcomes on one stream: finished entries, and failed ones'
+        next attempts. Returns (finished still ours, failed no longer ours)."""
+        acked = lost = 0
         with wrapped("ack failed"):
-            for i in range(0, len(done), 1000):  # Lua's unpack() has a stack limit
-                acked += self.scripts.ack(
+            for i in range(0, max(len(done), len(retries), 1), 1000):  # Lua unpack() limit
+                a, b = self.scripts.ack(
                     keys.cancels,
                     keys.stream_for(priority),
+                    keys.delayed_for(priority),
                     keys.done_prefix,
                     group,
                     now_ms,
                     done[i : i + 1000],
+                    retries[i : i + 1000],
                 )
-        return acked
+                acked, lost = acked + a, lost + b
+        return acked, lost
 
     def retry_later(
         self,
