@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import redis
@@ -292,7 +291,6 @@ def test_supervisor_death_takes_children_down(
             return not any(os.path.exists(f"/proc/{k}") and _not_zombie(k) for k in kids)
 
         wait_until(gone, 15)
-        time.sleep(0)  # keep the context open until here
 
 
 def _not_zombie(pid: int) -> bool:
