@@ -19,6 +19,7 @@ from streamq.app import App, now_ms
 from streamq.backoff import compute_backoff_ms
 from streamq.errors import PayloadTooLarge, Retry, TimeLimitExceeded
 from streamq.job import Envelope
+from streamq.scripts import RetryRow
 from streamq.store import Entry, Store
 
 Op = Callable[[], bool]
@@ -35,10 +36,11 @@ class Retrying(NamedTuple):
     error: tuple[str, str, str]
     ttl_ms: int
 
-    def op(self, store: Store, group: str) -> Op:
-        """The same move as a call of its own (for a supervisor acting for a killed child)."""
-        return lambda: store.retry_later(
-            self.entry, group, self.job_id, self.payload, self.due_ms, now_ms(), self.error
+    def row(self) -> RetryRow:
+        """What the ack script needs to write it."""
+        job_key = self.entry.keys.job(self.job_id) if self.tracked else ""
+        return RetryRow(
+            self.entry.id, job_key, self.job_id, self.payload, self.due_ms, self.error, self.ttl_ms
         )
 
 

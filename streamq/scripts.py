@@ -77,7 +77,6 @@ class Scripts:
                 "enqueue",
                 "start",
                 "ack",
-                "retry",
                 "bury",
                 "promote",
                 "reclaim",
@@ -155,22 +154,6 @@ class Scripts:
         blob = msgpack.packb(([f.entry_id for f in done], tracked, rows), use_bin_type=False)
         acked, lost = self._call("ack", keys, [group, now_ms, done_prefix, blob])
         return int(acked), int(lost)
-
-    def retry(
-        self,
-        keys: tuple[str, str, str],
-        group: str,
-        entry_id: bytes,
-        payload: bytes,
-        due_ms: int,
-        now_ms: int,
-        error: tuple[str, str, str],
-        channel: str,
-        ttl_ms: int,
-    ) -> bool:
-        """Ack ``entry_id`` and schedule ``payload``; False if the lease was lost meanwhile."""
-        args = [group, entry_id, payload, due_ms, now_ms, *error, channel, ttl_ms]
-        return bool(self._call("retry", keys, args))
 
     def bury(
         self,

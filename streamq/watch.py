@@ -104,8 +104,9 @@ class JobWatch:
         exc = TimeLimitExceeded(f"job {env.id} ran past its time limit and was killed")
         outcome = outcomes.failed(entry, env, exc, float(now_ms() - run.started_ms))
         if isinstance(outcome, Retrying):
-            outcome = outcome.op(store, self.settings.group)
-        outcome()
+            store.ack(keys, entry.priority, self.settings.group, now_ms(), [], [outcome.row()])
+        else:
+            outcome()
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -369,18 +369,7 @@ class Worker:
         if not isinstance(outcome, Retrying):
             self._record(outcome, env.id)
             return
-        job_key = entry.keys.job(env.id) if env.tracked else ""
-        self._pending(entry)[1].append(
-            RetryRow(
-                entry.id,
-                job_key,
-                env.id,
-                outcome.payload,
-                outcome.due_ms,
-                outcome.error,
-                outcome.ttl_ms,
-            )
-        )
+        self._pending(entry)[1].append(outcome.row())
 
     def _finish(
         self, entry: Entry, env: Envelope, ttl_ms: int, state: str, result: bytes, started: float

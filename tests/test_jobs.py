@@ -481,3 +481,17 @@ def test_progress_of_an_untracked_job_writes_nothing(app: streamq.App, queue: st
     job = quiet.enqueue()
     drain(worker(app, queue))
     assert app.client().exists(QueueKeys(queue).job(job.id)) == 0
+
+
+def test_killed_overrunning_job_is_retried_by_the_supervisor(
+    redis_server: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """A task that ignores its limit is killed; the supervisor schedules its retry, once."""
+    _producer(redis_server, queue)
+    c = _client(redis_server)
+    stuck = sample.stubborn.with_options(queue=queue, max_retries=1).enqueue("again", 60)
+    with Pool(worker_env, processes=1):
+        with pytest.raises(streamq.JobFailed) as info:
+            stuck.result(timeout_s=40)
+        assert info.value.reason == "timeout"
+        assert runs(c, queue)["again"] == 2  # the first run, then the retry the supervisor wrote

@@ -181,32 +181,6 @@ class QueueVerbs(StoreBase):
                 acked, lost = acked + a, lost + b
         return acked, lost
 
-    def retry_later(
-        self,
-        entry: Entry,
-        group: str,
-        job_id: str,
-        payload: bytes,
-        due_ms: int,
-        now_ms: int,
-        error: tuple[str, str, str],
-    ) -> bool:
-        """Ack a failed entry and schedule its next attempt (same priority), atomically."""
-        k = entry.keys
-        keys = (entry.stream, k.delayed_for(entry.priority), k.job(job_id))
-        with wrapped("retry failed"):
-            return self.scripts.retry(
-                keys,
-                group,
-                entry.id,
-                payload,
-                due_ms,
-                now_ms,
-                error,
-                k.done_channel(job_id),
-                86_400_000,
-            )
-
     def bury(
         self,
         entry: Entry,
