@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 import redis
 
 from streamq import codec
+from streamq.clock import now_ms
 from streamq.errors import (
     ConfigError,
     EnqueueError,
@@ -29,11 +30,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds, the unit of every timestamp streamq stores."""
-    return time.time_ns() // 1_000_000
 
 
 def _delay_ms(delay: float | timedelta) -> int:

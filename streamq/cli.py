@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from streamq import logging as sq_logging
-from streamq.app import App, now_ms
+from streamq.app import App
+from streamq.clock import now_ms
 from streamq.dead import DeadJob, DeadLetters
 from streamq.doctor import diagnose
 from streamq.errors import StreamqError

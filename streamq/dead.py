@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from streamq import codec
-from streamq.app import now_ms
+from streamq.clock import now_ms
 from streamq.errors import DecodeError
 from streamq.job import PRIORITY_NORMAL, Envelope
 from streamq.keys import QueueKeys
-from streamq.store import DeadLetter, Store
+from streamq.store import DeadLetter, Store, field_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class DeadJob:
         f = letter.fields
 
         def text(name: str) -> str:
-            return f.get(name, b"").decode("utf-8", "replace")
+            return field_text(f, name)
 
         return cls(
             id=letter.id,

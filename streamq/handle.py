@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from streamq import codec
+from streamq.clock import now_ms
 from streamq.errors import JobFailed, ResultTimeout
 from streamq.job import Envelope
 from streamq.keys import keys_of
+from streamq.settings import DEFAULT_RECORD_TTL_MS
+from streamq.store import field_text
 
 if TYPE_CHECKING:
     from streamq.app import App
@@ -51,10 +54,10 @@ class JobInfo:
     cancel_requested: bool
 
 
-def _status(record: dict[str, bytes], now_ms: int) -> str:
+def _status(record: dict[str, bytes], now: int) -> str:
     """A job's status from its record; a due scheduled/retrying job counts as queued."""
     state = record.get("state", b"unknown").decode()
-    if state in ("scheduled", "retrying") and int(record.get("due_ms", b"0")) <= now_ms:
+    if state in ("scheduled", "retrying") and int(record.get("due_ms", b"0")) <= now:
         return "queued"  # due: the scheduler moves it to the stream within milliseconds
     return state
 
@@ -81,19 +84,15 @@ class Job(Generic[R]):
 
     def status(self) -> str:
         """One of scheduled, queued, running, retrying, succeeded, dead, cancelled, unknown."""
-        from streamq.app import now_ms  # noqa: PLC0415 - app imports this module
-
         record = self._record()
         return _status(record, now_ms()) if record else "unknown"
 
     def info(self) -> JobInfo:
         """Attempts, timestamps, worker, last error and progress."""
-        from streamq.app import now_ms  # noqa: PLC0415 - app imports this module
-
         r = self._record()
 
         def text(name: str) -> str:
-            return r.get(name, b"").decode("utf-8", "replace")
+            return field_text(r, name)
 
         def num(name: str) -> int | None:
             return int(r[name]) if name in r else None
@@ -142,7 +141,7 @@ class Job(Generic[R]):
             return cast(R, codec.decode_result(raw) if raw else None)
 
         def text(name: str) -> str:
-            return r.get(name, b"").decode("utf-8", "replace")
+            return field_text(r, name)
 
         reason = text("reason") or ("no record: expired or never existed" if not r else state)
         raise JobFailed(
@@ -152,10 +151,8 @@ class Job(Generic[R]):
     def cancel(self) -> str:
         """Cancel the job: ``cancelled`` (it will not run), ``cancelling`` (it is running and
         is being stopped), or the final state it already had, or ``unknown``."""
-        from streamq.app import now_ms  # noqa: PLC0415 - app imports this module
-
         task = self.app.tasks.get(self.task) if self.task else None
-        ttl = task.options.record_ttl_ms if task else 86_400_000
+        ttl = task.options.record_ttl_ms if task else DEFAULT_RECORD_TTL_MS
         return self.app.store.cancel(keys_of(self.queue), self.id, now_ms(), ttl)
 
     def __repr__(self) -> str:

@@ -15,11 +15,13 @@ from typing import Any, NamedTuple
 import msgpack
 
 from streamq import codec
-from streamq.app import App, now_ms
+from streamq.app import App
 from streamq.backoff import compute_backoff_ms
+from streamq.clock import now_ms
 from streamq.errors import PayloadTooLarge, Retry, TimeLimitExceeded
 from streamq.job import Envelope
 from streamq.scripts import RetryRow
+from streamq.settings import DEFAULT_RECORD_TTL_MS
 from streamq.store import Entry, Store
 
 Op = Callable[[], bool]
@@ -170,7 +172,7 @@ class Outcomes:
             **err,
         }
         task = self.app.tasks.get(env.task)
-        ttl = task.options.record_ttl_ms if task else 86_400_000
+        ttl = task.options.record_ttl_ms if task else DEFAULT_RECORD_TTL_MS
         self.log.error(
             "job.dead_lettered",
             **job_fields(env, self.log_args),
@@ -204,4 +206,4 @@ class Outcomes:
             error_message=message,
             payload_bytes=len(raw),
         )
-        return lambda: self.store.bury(entry, self.group, "", now, 86_400_000, fields)
+        return lambda: self.store.bury(entry, self.group, "", now, DEFAULT_RECORD_TTL_MS, fields)

@@ -12,13 +12,12 @@ from streamq import codec
 from streamq.errors import DecodeError, StreamqError
 from streamq.keys import QueueKeys
 from streamq.scripts import ReclaimResult
-from streamq.settings import AppSettings
+from streamq.settings import DEFAULT_RECORD_TTL_MS, AppSettings
 from streamq.store import Store
 
 log = structlog.get_logger("streamq.reaper")
 
 _START = b"0-0"
-_DEAD_RECORD_TTL_MS = 86_400_000
 
 
 class Reaper:
@@ -87,7 +86,7 @@ class Reaper:
         self, keys: QueueKeys, result: ReclaimResult, now_ms: int, limit: int, why: str
     ) -> None:
         if result.requeued or result.buried:
-            self.store.settle(keys, result, now_ms, _DEAD_RECORD_TTL_MS)
+            self.store.settle(keys, result, now_ms, DEFAULT_RECORD_TTL_MS)
         if result.requeued or result.deleted:
             log.warning(
                 "job.reclaimed",

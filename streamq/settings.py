@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from streamq.errors import ConfigError
 from streamq.job import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
 
+# Records of jobs whose task this process does not know (by-name producers, dead letters
+# written for foreign tasks) live one day, the default result_ttl_s.
+DEFAULT_RECORD_TTL_MS = 86_400_000
+
 PRIORITIES = {"high": PRIORITY_HIGH, "normal": PRIORITY_NORMAL, "low": PRIORITY_LOW}
 
 

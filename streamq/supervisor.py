@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from streamq.app import App, now_ms
+from streamq.app import App
+from streamq.clock import now_ms
 from streamq.doctor import diagnose
 from streamq.errors import ConfigError, StreamqError
 from streamq.keys import QueueKeys

@@ -15,12 +15,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from streamq import codec
-from streamq.app import App, now_ms
+from streamq.app import App
+from streamq.clock import now_ms
 from streamq.errors import TimeLimitExceeded
 from streamq.keys import QueueKeys
 from streamq.outcomes import Outcomes, Retrying, job_fields
 from streamq.scripts import Finished
-from streamq.settings import WorkerSettings
+from streamq.settings import DEFAULT_RECORD_TTL_MS, WorkerSettings
 from streamq.slots import Running, Slots
 
 
@@ -90,7 +91,7 @@ class JobWatch:
             return  # already recorded, or reclaimed meanwhile
         env = codec.decode(entry.payload, self.app.settings.max_payload_bytes)
         task = self.app.tasks.get(env.task)
-        ttl = task.options.record_ttl_ms if task else 86_400_000
+        ttl = task.options.record_ttl_ms if task else DEFAULT_RECORD_TTL_MS
         if why == "cancelled" or task is None:
             done = Finished(entry.id, keys.job(env.id), env.id, "cancelled", b"", ttl)
             store.ack(keys, entry.priority, self.settings.group, now_ms(), [done])

@@ -18,8 +18,9 @@ from collections.abc import Callable
 import structlog
 
 from streamq import codec
-from streamq.app import App, now_ms
+from streamq.app import App
 from streamq.batch import Item, decode_all, next_count, weighted_order
+from streamq.clock import now_ms
 from streamq.context import _current
 from streamq.errors import (
     Cancelled,
@@ -145,11 +146,6 @@ class Worker:
     def _on_alarm(self, _sig: int, _frame: object) -> None:
         if self._running:
             raise TimeLimitExceeded(f"job {self._running} ran past its time limit")
-
-    @property
-    def stopping(self) -> bool:
-        """True once :meth:`stop` was called."""
-        return self._stopping
 
     def run(self, should_continue: Callable[[], bool] = lambda: True) -> int:
         """Loop until stopped (or, in burst mode, until there is nothing left); return exit code."""

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 import streamq
-from streamq.app import now_ms
+from streamq.clock import now_ms
 from streamq.job import PRIORITY_NORMAL
 from streamq.keys import QueueKeys
 from streamq.reaper import Reaper

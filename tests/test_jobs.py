@@ -114,7 +114,7 @@ def test_status_through_every_stage(app: streamq.App, queue: str) -> None:
     keys = QueueKeys(queue)
     # Once due it counts as queued, even before a scheduler has moved it.
     wait_until(lambda: job.status() == "queued", 5)
-    app.store.promote_due(keys, streamq.app.now_ms())
+    app.store.promote_due(keys, streamq.clock.now_ms())
     drain(w)
     assert seen["x:2"] == "running"
     assert job.status() == "succeeded"
@@ -216,7 +216,7 @@ def test_retries_and_delayed_jobs_keep_their_priority(app: streamq.App, queue: s
     keys = QueueKeys(queue)
     assert app.client().zcard(keys.delayed_for(2)) == 2
     assert app.client().zcard(keys.delayed) == 0
-    app.store.promote_due(keys, streamq.app.now_ms() + 120_000)
+    app.store.promote_due(keys, streamq.clock.now_ms() + 120_000)
     assert app.client().xlen(keys.stream_for(2)) == 2
 
 
@@ -252,7 +252,7 @@ def test_cancel_queued_and_scheduled_jobs(app: streamq.App, queue: str) -> None:
     c = rec.enqueue("kept")
     assert a.cancel() == "cancelled"
     assert b.cancel() == "cancelled"
-    wait_until(lambda: app.store.promote_due(QueueKeys(queue), streamq.app.now_ms())[0], 5)
+    wait_until(lambda: app.store.promote_due(QueueKeys(queue), streamq.clock.now_ms())[0], 5)
     drain(worker(app, queue))
     assert ran == ["kept"]
     assert (a.status(), b.status(), c.status()) == ("cancelled", "cancelled", "succeeded")
@@ -448,7 +448,7 @@ def test_cancelled_scheduled_job_stays_cancelled_past_its_result_ttl(
     keys = QueueKeys(queue)
     pttl = app.client().pttl(keys.job(job.id))
     assert pttl > 600  # until due, plus the result TTL
-    wait_until(lambda: app.store.promote_due(keys, streamq.app.now_ms())[0], 5)
+    wait_until(lambda: app.store.promote_due(keys, streamq.clock.now_ms())[0], 5)
     drain(worker(app, queue))
     assert ran == []
     assert job.status() == "cancelled"

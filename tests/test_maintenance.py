@@ -7,7 +7,7 @@ import time
 
 import streamq
 from streamq import codec
-from streamq.app import now_ms
+from streamq.clock import now_ms
 from streamq.job import PRIORITY_NORMAL
 from streamq.keys import QueueKeys
 from streamq.reaper import Reaper

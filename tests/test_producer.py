@@ -9,7 +9,7 @@ import pytest
 
 import streamq
 from streamq import codec
-from streamq.app import now_ms
+from streamq.clock import now_ms
 from streamq.keys import QueueKeys
 from streamq.store import NewJob
 from streamq.testing import RedisServer, free_port

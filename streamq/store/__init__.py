@@ -14,6 +14,7 @@ from streamq.store.base import (
     NewJob,
     QueueStats,
     connect,
+    field_text,
 )
 from streamq.store.inspect import InspectVerbs
 from streamq.store.queue import QueueVerbs
@@ -33,4 +34,5 @@ __all__ = [
     "QueueStats",
     "Store",
     "connect",
+    "field_text",
 ]

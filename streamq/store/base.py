@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -72,6 +72,11 @@ def wrapped(what: str) -> Iterator[None]:
 
 def as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def field_text(fields: Mapping[str, bytes], name: str) -> str:
+    """A hash or stream field as text ('' when absent); bad UTF-8 never raises."""
+    return fields.get(name, b"").decode("utf-8", "replace")
 
 
 def no_group(e: redis.ResponseError) -> bool:
