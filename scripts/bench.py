@@ -40,7 +40,7 @@ import redis
 from streamq import codec
 from streamq.job import Envelope
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
-from streamq.task import Task
+from streamq.producer.task import Task
 from streamq.testing import RedisServer, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

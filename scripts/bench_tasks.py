@@ -21,7 +21,7 @@ import redis
 
 import streamq
 from streamq.keys import QueueKeys
-from streamq.process import die_with_parent
+from streamq.pool.process import die_with_parent
 from streamq.settings import AppSettings
 
 QUEUE = "bench"

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import streamq
-from streamq.process import die_with_parent
+from streamq.pool.process import die_with_parent
 from streamq.testing import RedisServer, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

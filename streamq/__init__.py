@@ -1,8 +1,5 @@
 """A background job queue for Python on Redis Streams that loses no job."""
 
-from streamq.app import App
-from streamq.context import JobContext, current_job
-from streamq.dead import DeadJob, DeadLetters
 from streamq.errors import (
     Cancelled,
     ConfigError,
@@ -17,13 +14,16 @@ from streamq.errors import (
     StreamqError,
     TimeLimitExceeded,
 )
-from streamq.handle import Job, JobInfo
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
+from streamq.ops.dead import DeadJob, DeadLetters
+from streamq.pool.supervisor import PoolSettings, Supervisor
+from streamq.producer.app import App
+from streamq.producer.handle import Job, JobInfo
+from streamq.producer.task import Task
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
-from streamq.supervisor import PoolSettings, Supervisor
-from streamq.task import Task
-from streamq.worker import Worker
+from streamq.worker.context import JobContext, current_job
+from streamq.worker.loop import Worker
 
 __all__ = [
     "App",

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from streamq import logging as sq_logging
-from streamq.app import App
 from streamq.clock import now_ms
-from streamq.dead import DeadJob, DeadLetters
-from streamq.doctor import diagnose
 from streamq.errors import StreamqError
 from streamq.keys import QueueKeys
-from streamq.scheduler import Scheduler
+from streamq.ops.dead import DeadJob, DeadLetters
+from streamq.ops.doctor import diagnose
+from streamq.pool.supervisor import EXIT_ERROR, EXIT_USAGE, PoolSettings, Supervisor
+from streamq.producer.app import App
 from streamq.settings import WorkerSettings
-from streamq.supervisor import EXIT_ERROR, EXIT_USAGE, PoolSettings, Supervisor
+from streamq.upkeep.scheduler import Scheduler
 
 
 def load_app(spec: str, redis_url: str | None) -> App:

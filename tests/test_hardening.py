@@ -14,10 +14,10 @@ import streamq
 from streamq.clock import now_ms
 from streamq.job import PRIORITY_NORMAL
 from streamq.keys import QueueKeys
-from streamq.reaper import Reaper
-from streamq.scheduler import Scheduler
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
 from streamq.testing import RedisServer, find_server, free_port
+from streamq.upkeep.reaper import Reaper
+from streamq.upkeep.scheduler import Scheduler
 from tests.helpers import ROOT
 
 # Every command streamq sends, and nothing else: the ACL the README documents.

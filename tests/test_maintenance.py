@@ -10,11 +10,11 @@ from streamq import codec
 from streamq.clock import now_ms
 from streamq.job import PRIORITY_NORMAL
 from streamq.keys import QueueKeys
-from streamq.reaper import Reaper
-from streamq.scheduler import Scheduler
 from streamq.settings import AppSettings, QueueSettings
 from streamq.store import NewJob, Store
 from streamq.testing import RedisServer, wait_until
+from streamq.upkeep.reaper import Reaper
+from streamq.upkeep.scheduler import Scheduler
 from tests.helpers import entries
 
 

@@ -31,7 +31,7 @@ from tests.faults.ledger import LEASE_LOST, Ledger, accounted, tally
 from tests.faults.report import Row
 
 SOCKET_TIMEOUT_S = 1.0
-# worker.py gives its blocking connection max(socket timeout, block + 5 s): outlast that too.
+# worker/loop.py gives its blocking connection max(socket timeout, block + 5 s): outlast that too.
 WORKER_TIMEOUT_S = max(SOCKET_TIMEOUT_S, WorkerSettings().block_ms / 1000 + 5)
 FREEZE_S = int(WORKER_TIMEOUT_S) + 1
 VT_S = 2.0

@@ -1,6 +1,6 @@
 """Time limits and cancellation of running jobs, enforced by the supervisor.
 
-Each child publishes what it runs in a shared-memory slot (:mod:`streamq.slots`). A task gets
+Each child publishes what it runs in a shared-memory slot (:mod:`streamq.worker.slots`). A task gets
 the chance to stop on its own first (``Cancelled`` / ``TimeLimitExceeded`` raised in it); one
 that does not is killed after ``cancel_grace_s``, its outcome recorded here as its worker
 would have, and its process replaced by the supervisor's usual restart.
@@ -15,14 +15,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from streamq import codec
-from streamq.app import App
 from streamq.clock import now_ms
 from streamq.errors import TimeLimitExceeded
 from streamq.keys import QueueKeys
-from streamq.outcomes import Outcomes, Retrying, job_fields
+from streamq.producer.app import App
 from streamq.scripts import Finished
 from streamq.settings import DEFAULT_RECORD_TTL_MS, WorkerSettings
-from streamq.slots import Running, Slots
+from streamq.worker.outcomes import Outcomes, Retrying, job_fields
+from streamq.worker.slots import Running, Slots
 
 
 class JobWatch:

@@ -15,7 +15,7 @@ from streamq.settings import DEFAULT_RECORD_TTL_MS
 from streamq.store import field_text
 
 if TYPE_CHECKING:
-    from streamq.app import App
+    from streamq.producer.app import App
 
 R = TypeVar("R")
 

@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from streamq.app import App
 from streamq.clock import now_ms
-from streamq.doctor import diagnose
 from streamq.errors import ConfigError, StreamqError
 from streamq.keys import QueueKeys
-from streamq.process import die_with_parent
-from streamq.reaper import Reaper
-from streamq.scheduler import Scheduler
+from streamq.ops.doctor import diagnose
+from streamq.pool.process import die_with_parent
+from streamq.pool.watch import JobWatch
+from streamq.producer.app import App
 from streamq.settings import WorkerSettings
-from streamq.slots import Slots
-from streamq.watch import JobWatch
-from streamq.worker import Worker, consumer_name
+from streamq.upkeep.reaper import Reaper
+from streamq.upkeep.scheduler import Scheduler
+from streamq.worker.loop import Worker, consumer_name
+from streamq.worker.slots import Slots
 
 log = structlog.get_logger("streamq.supervisor")
 

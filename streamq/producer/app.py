@@ -19,12 +19,12 @@ from streamq.errors import (
     RedisCommandError,
     StreamqConnectionError,
 )
-from streamq.handle import Job
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
 from streamq.keys import check_queue_name, keys_of
+from streamq.producer.handle import Job
+from streamq.producer.task import Task
 from streamq.settings import AppSettings, TaskOptions, priority_value
 from streamq.store import NewJob, Store, connect
-from streamq.task import Task
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -15,11 +15,11 @@ from typing import Any, NamedTuple
 import msgpack
 
 from streamq import codec
-from streamq.app import App
 from streamq.backoff import compute_backoff_ms
 from streamq.clock import now_ms
 from streamq.errors import PayloadTooLarge, Retry, TimeLimitExceeded
 from streamq.job import Envelope
+from streamq.producer.app import App
 from streamq.scripts import RetryRow
 from streamq.settings import DEFAULT_RECORD_TTL_MS
 from streamq.store import Entry, Store

@@ -7,12 +7,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from streamq.handle import Job
 from streamq.job import Envelope
+from streamq.producer.handle import Job
 from streamq.settings import TaskOptions, priority_value
 
 if TYPE_CHECKING:
-    from streamq.app import App
+    from streamq.producer.app import App
 
 P = ParamSpec("P")
 R = TypeVar("R")

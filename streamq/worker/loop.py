@@ -1,7 +1,7 @@
 """One worker process's loop: read a batch, run each job, record each outcome in Redis.
 
 ``run_once()`` is one step (read, run, acknowledge); ``run()`` repeats it and rides out Redis
-outages. Supervision (processes, signals, restarts) lives in :mod:`streamq.supervisor`.
+outages. Supervision (processes, signals, restarts) lives in :mod:`streamq.pool.supervisor`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ from collections.abc import Callable
 import structlog
 
 from streamq import codec
-from streamq.app import App
-from streamq.batch import Item, decode_all, next_count, weighted_order
 from streamq.clock import now_ms
-from streamq.context import _current
 from streamq.errors import (
     Cancelled,
     DecodeError,
@@ -31,11 +28,14 @@ from streamq.errors import (
 )
 from streamq.job import PRIORITY_HIGH, Envelope
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
-from streamq.outcomes import Op, Outcomes, Retrying, job_fields, reseed
+from streamq.producer.app import App
 from streamq.scripts import Finished, RetryRow
 from streamq.settings import WorkerSettings
-from streamq.slots import Running, Slots
 from streamq.store import Entry, Store
+from streamq.worker.batch import Item, decode_all, next_count, weighted_order
+from streamq.worker.context import _current
+from streamq.worker.outcomes import Op, Outcomes, Retrying, job_fields, reseed
+from streamq.worker.slots import Running, Slots
 
 log = structlog.get_logger("streamq.worker")
 

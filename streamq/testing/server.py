@@ -21,7 +21,7 @@ from typing import TypeVar
 import redis
 
 from streamq.errors import ConfigError
-from streamq.process import die_with_parent
+from streamq.pool.process import die_with_parent
 
 T = TypeVar("T")
 

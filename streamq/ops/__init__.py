@@ -1,0 +1,1 @@
+"""Operator tools over a queue: dead letters and the Redis settings check."""

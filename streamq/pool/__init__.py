@@ -1,0 +1,1 @@
+"""A pool of worker processes: the supervisor, its watch over running jobs, process helpers."""

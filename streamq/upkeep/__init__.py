@@ -1,0 +1,1 @@
+"""Upkeep run by every supervisor at once: promotion of due jobs and the reaper."""

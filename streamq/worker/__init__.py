@@ -1,0 +1,1 @@
+"""One worker process: its loop, batch helpers, failure policy, job context and slot."""
