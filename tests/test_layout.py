@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "clock": 0,
     "settings": 0,
     "logging": 0,
+    "plan": 1,
     "scripts": 1,
     "store": 2,
     "producer": 3,

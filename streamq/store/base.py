@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from streamq.errors import ConfigError, RedisCommandError, StreamqConnectionError
+from streamq.errors import ConfigError
 from streamq.keys import QueueKeys
-from streamq.scripts import Scripts
+from streamq.plan import Plan
 from streamq.settings import TlsSettings
+from streamq.store.node import NodeExecutor
+
+T = TypeVar("T")
 
 REAPER_CONSUMER = "streamq-reaper"
-_CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.error)
 
 
 class Entry(NamedTuple):
@@ -60,16 +60,6 @@ class QueueStats:
     consumers: dict[str, int]  # consumer name -> pending entries
 
 
-@contextmanager
-def wrapped(what: str) -> Iterator[None]:
-    try:
-        yield
-    except _CONN_ERRORS as e:
-        raise StreamqConnectionError(f"{what}: {type(e).__name__}: {e}") from e
-    except redis.ResponseError as e:
-        raise RedisCommandError(f"{what}: {e}") from e
-
-
 def as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -77,11 +67,6 @@ def as_str(value: Any) -> str:
 def field_text(fields: Mapping[str, bytes], name: str) -> str:
     """A hash or stream field as text ('' when absent); bad UTF-8 never raises."""
     return fields.get(name, b"").decode("utf-8", "replace")
-
-
-def no_group(e: redis.ResponseError) -> bool:
-    """True for the error of a stream or group that does not exist (yet, or any more)."""
-    return "NOGROUP" in str(e)
 
 
 def connect(
@@ -126,8 +111,11 @@ class NewJob:
 
 
 class StoreBase:
-    """One Redis client and its registered scripts; the verb mixins build on it."""
+    """One Redis client and the executor that runs plans on it; the verb mixins build on it."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.scripts = Scripts(client)
+        self._exec = NodeExecutor(client)
+
+    def _run(self, plan: Plan[T], what: str) -> T:
+        return self._exec.run(plan, what)

@@ -1,92 +1,110 @@
-"""Looking at the server: depth figures, settings, features, liveness."""
+"""Looking at the server: depth figures, settings, features, liveness.
+
+Each verb is a plan (module-level, no I/O) and a one-line method of :class:`InspectVerbs`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
-from streamq.store.base import (
-    QueueStats,
-    StoreBase,
-    as_str,
-    wrapped,
-)
+from streamq.plan import Batch, Plan, cmd, refused
+from streamq.store.base import QueueStats, StoreBase, as_str
+
+
+def stats_plan(keys: QueueKeys, group: str) -> Plan[QueueStats]:
+    """Depth of one queue as seen by ``group``, over all priorities.
+
+    XLEN is not the depth on its own: acked entries are deleted, so the streams hold what is
+    queued plus what workers hold (pending).
+    """
+    ops = []
+    for p in PRIORITY_LEVELS:
+        ops += [cmd("XLEN", keys.stream_for(p)), cmd("ZCARD", keys.delayed_for(p))]
+    ops.append(cmd("XLEN", keys.dead))
+    *counts, dead = yield Batch(ops)
+    infos = yield Batch([cmd("XINFO CONSUMERS", s, group) for s in keys.streams], tolerant=True)
+    consumers: dict[str, int] = {}
+    for info in infos:
+        if refused(info):
+            continue  # no stream or group yet: nothing is pending
+        for c in info:
+            name = as_str(c["name"])
+            consumers[name] = consumers.get(name, 0) + int(c["pending"])
+    pending = sum(consumers.values())
+    length, delayed = sum(counts[0::2]), sum(counts[1::2])
+    return QueueStats(
+        keys.queue, int(length) - pending, pending, int(delayed), int(dead), consumers
+    )
+
+
+def due_before_plan(keys: QueueKeys, until_ms: int) -> Plan[int]:
+    """How many delayed jobs of ``keys`` are due by ``until_ms``."""
+    replies = yield Batch(
+        [cmd("ZCOUNT", keys.delayed_for(p), "-inf", until_ms) for p in PRIORITY_LEVELS]
+    )
+    return sum(int(n) for n in replies)
+
+
+def config_plan(names: list[str]) -> Plan[dict[str, str]]:
+    """CONFIG GET values that we may read; a managed Redis often forbids CONFIG."""
+    if not names:
+        return {}
+    replies = yield Batch([cmd("CONFIG GET", n) for n in names], tolerant=True)
+    out: dict[str, str] = {}
+    for got in replies:
+        if refused(got):
+            continue  # NOPERM or renamed command
+        for key, value in got.items():
+            out[as_str(key)] = as_str(value)
+    return out
+
+
+def has_command_plan(name: str) -> Plan[bool]:
+    """True if the server knows ``name``: we detect features, not version strings."""
+    # COMMAND DOCS exists from 7.0 on, which is our floor anyway.
+    (reply,) = yield Batch([cmd("COMMAND DOCS", name)], tolerant=True)
+    if refused(reply):
+        return False
+    if isinstance(reply, dict):
+        return any(v for v in reply.values())
+    return bool(reply) and reply[0] is not None
+
+
+def server_info_plan() -> Plan[dict[str, Any]]:
+    """INFO: the server's version, role and the settings that decide what survives a crash."""
+    (info,) = yield Batch([cmd("INFO")])
+    result: dict[str, Any] = info
+    return result
+
+
+def ping_plan() -> Plan[None]:
+    """One round trip."""
+    yield Batch([cmd("PING")])
 
 
 class InspectVerbs(StoreBase):
     """Looking at the server: depth figures, settings, features, liveness."""
 
-    # -- inspection ------------------------------------------------------------------------
     def stats(self, keys: QueueKeys, group: str) -> QueueStats:
-        """Depth of one queue as seen by ``group``, over all priorities.
-
-        XLEN is not the depth on its own: acked entries are deleted, so the streams hold what
-        is queued plus what workers hold (pending).
-        """
-        with wrapped("stats failed"):
-            pipe = self.client.pipeline(transaction=False)
-            for p in PRIORITY_LEVELS:
-                pipe.xlen(keys.stream_for(p))
-                pipe.zcard(keys.delayed_for(p))
-            pipe.xlen(keys.dead)
-            *counts, dead = pipe.execute()
-            consumers: dict[str, int] = {}
-            for stream in keys.streams:
-                try:
-                    for c in self.client.xinfo_consumers(stream, group):
-                        name = as_str(c["name"])
-                        consumers[name] = consumers.get(name, 0) + int(c["pending"])
-                except redis.ResponseError:
-                    pass  # no stream or group yet: nothing is pending
-        pending = sum(consumers.values())
-        length, delayed = sum(counts[0::2]), sum(counts[1::2])
-        return QueueStats(
-            keys.queue, int(length) - pending, pending, int(delayed), int(dead), consumers
-        )
+        """Depth of one queue as seen by ``group``; see :func:`stats_plan`."""
+        return self._run(stats_plan(keys, group), "stats failed")
 
     def due_before(self, keys: QueueKeys, until_ms: int) -> int:
         """How many delayed jobs of ``keys`` are due by ``until_ms``."""
-        with wrapped("delayed count failed"):
-            return sum(
-                int(self.client.zcount(keys.delayed_for(p), "-inf", until_ms))
-                for p in PRIORITY_LEVELS
-            )
+        return self._run(due_before_plan(keys, until_ms), "delayed count failed")
 
     def server_info(self) -> dict[str, Any]:
         """INFO and the settings that decide whether accepted jobs survive."""
-        with wrapped("info failed"):
-            info: dict[str, Any] = self.client.info()
-            return info
+        return self._run(server_info_plan(), "info failed")
 
     def config(self, names: list[str]) -> dict[str, str]:
         """CONFIG GET values that we may read; a managed Redis often forbids CONFIG."""
-        out: dict[str, str] = {}
-        with wrapped("config failed"):
-            for name in names:
-                try:
-                    got: Any = self.client.config_get(name)
-                except redis.ResponseError:
-                    continue  # NOPERM or renamed command
-                for key, value in got.items():
-                    k = key.decode() if isinstance(key, bytes) else key
-                    out[k] = value.decode() if isinstance(value, bytes) else str(value)
-        return out
+        return self._run(config_plan(names), "config failed")
 
     def has_command(self, name: str) -> bool:
         """True if the server knows ``name``: we detect features, not version strings."""
-        with wrapped("command info failed"):
-            try:
-                # COMMAND DOCS exists from 7.0 on, which is our floor anyway.
-                reply: Any = self.client.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                    "COMMAND DOCS", name
-                )
-            except redis.ResponseError:
-                return False
-        if isinstance(reply, dict):
-            return any(v for v in reply.values())
-        return bool(reply) and reply[0] is not None
+        return self._run(has_command_plan(name), "command info failed")
 
     def reset(self) -> None:
         """Drop open connections (after an interrupted command); the next call reconnects."""
@@ -94,5 +112,4 @@ class InspectVerbs(StoreBase):
 
     def ping(self) -> None:
         """Round trip to Redis; raises StreamqConnectionError when it is unreachable."""
-        with wrapped("ping failed"):
-            self.client.ping()
+        self._run(ping_plan(), "ping failed")
