@@ -1,8 +1,9 @@
 """The only package that talks to Redis: queue verbs over streams, sorted sets and scripts.
 
 It narrows redis-py's loosely typed replies to real types and wraps connection failures in
-:class:`StreamqConnectionError`, so nothing above it imports ``redis``. The verbs live in one
-module per concern; :class:`Store` is all of them over one client.
+:class:`StreamqConnectionError`, so nothing above it imports ``redis``. Each verb is a plan
+(no I/O) in the module of its concern (queue, upkeep, records, inspect); an executor sends
+its commands: :class:`Store` (``node.py``) is every verb over one blocking client.
 """
 
 from __future__ import annotations
@@ -16,15 +17,7 @@ from streamq.store.base import (
     connect,
     field_text,
 )
-from streamq.store.inspect import InspectVerbs
-from streamq.store.queue import QueueVerbs
-from streamq.store.records import RecordVerbs
-from streamq.store.upkeep import UpkeepVerbs
-
-
-class Store(QueueVerbs, UpkeepVerbs, RecordVerbs, InspectVerbs):
-    """Queue verbs for one Redis client; safe to share within a thread, not across forks."""
-
+from streamq.store.node import Store
 
 __all__ = [
     "REAPER_CONSUMER",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
@@ -12,11 +12,7 @@ from redis.retry import Retry
 
 from streamq.errors import ConfigError
 from streamq.keys import QueueKeys
-from streamq.plan import Plan
 from streamq.settings import TlsSettings
-from streamq.store.node import NodeExecutor
-
-T = TypeVar("T")
 
 REAPER_CONSUMER = "streamq-reaper"
 
@@ -108,14 +104,3 @@ class NewJob:
     priority: int
     payload: bytes
     due_ms: int = 0  # 0: now, onto the stream; else into the delayed set
-
-
-class StoreBase:
-    """One Redis client and the executor that runs plans on it; the verb mixins build on it."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self._exec = NodeExecutor(client)
-
-    def _run(self, plan: Plan[T], what: str) -> T:
-        return self._exec.run(plan, what)

@@ -1,6 +1,6 @@
 """Looking at the server: depth figures, settings, features, liveness.
 
-Each verb is a plan (module-level, no I/O) and a one-line method of :class:`InspectVerbs`.
+Plans only (no I/O): :mod:`streamq.store.node` serves each as a method of ``Store``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
 from streamq.plan import Batch, Plan, cmd, refused
-from streamq.store.base import QueueStats, StoreBase, as_str
+from streamq.store.base import QueueStats, as_str
 
 
 def stats_plan(keys: QueueKeys, group: str) -> Plan[QueueStats]:
@@ -81,35 +81,3 @@ def server_info_plan() -> Plan[dict[str, Any]]:
 def ping_plan() -> Plan[None]:
     """One round trip."""
     yield Batch([cmd("PING")])
-
-
-class InspectVerbs(StoreBase):
-    """Looking at the server: depth figures, settings, features, liveness."""
-
-    def stats(self, keys: QueueKeys, group: str) -> QueueStats:
-        """Depth of one queue as seen by ``group``; see :func:`stats_plan`."""
-        return self._run(stats_plan(keys, group), "stats failed")
-
-    def due_before(self, keys: QueueKeys, until_ms: int) -> int:
-        """How many delayed jobs of ``keys`` are due by ``until_ms``."""
-        return self._run(due_before_plan(keys, until_ms), "delayed count failed")
-
-    def server_info(self) -> dict[str, Any]:
-        """INFO and the settings that decide whether accepted jobs survive."""
-        return self._run(server_info_plan(), "info failed")
-
-    def config(self, names: list[str]) -> dict[str, str]:
-        """CONFIG GET values that we may read; a managed Redis often forbids CONFIG."""
-        return self._run(config_plan(names), "config failed")
-
-    def has_command(self, name: str) -> bool:
-        """True if the server knows ``name``: we detect features, not version strings."""
-        return self._run(has_command_plan(name), "command info failed")
-
-    def reset(self) -> None:
-        """Drop open connections (after an interrupted command); the next call reconnects."""
-        self.client.connection_pool.disconnect()
-
-    def ping(self) -> None:
-        """Round trip to Redis; raises StreamqConnectionError when it is unreachable."""
-        self._run(ping_plan(), "ping failed")

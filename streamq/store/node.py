@@ -1,4 +1,5 @@
-"""The executor for one Redis server (redis-py, blocking): sends a plan's batches, in order.
+"""The store on one Redis server (redis-py, blocking): an executor that sends a plan's
+batches in order, and :class:`Store`, every verb served through it.
 
 A batch of one command is one call; a larger batch is one non-transactional pipeline. Scripts
 go as EVALSHA; a server that answers NOSCRIPT (a restart, or a failover to a replica whose
@@ -9,18 +10,22 @@ is safe because a NOSCRIPT call did not run. Redis errors are wrapped at this bo
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from streamq.errors import RedisCommandError, StreamqConnectionError
+from streamq.keys import QueueKeys
 from streamq.plan import Batch, Op, Plan
 from streamq.scripts import SCRIPT_NAMES, source
+from streamq.store import inspect, queue, records, upkeep
 
+P = ParamSpec("P")
 T = TypeVar("T")
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.error)
 
@@ -102,3 +107,95 @@ class NodeExecutor:
                 pipe.execute_command(*op.args)  # type: ignore[no-untyped-call]  # untyped in redis-py
         replies: list[Any] = pipe.execute(raise_on_error=False)
         return replies
+
+
+class _Base:
+    """One client and its executor."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._exec = NodeExecutor(client)
+
+    def _run(self, plan: Plan[T], what: str) -> T:
+        return self._exec.run(plan, what)
+
+
+def _verb(plan: Callable[P, Plan[T]], what: str) -> Callable[Concatenate[_Base, P], T]:
+    """A method that runs ``plan`` with the caller's arguments; ``what`` names its errors."""
+
+    def method(self: _Base, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(plan(*args, **kwargs), what)
+
+    method.__name__ = plan.__name__.removesuffix("_plan")
+    method.__doc__ = plan.__doc__
+    return method
+
+
+class Store(_Base):
+    """Every queue verb over one Redis client; safe to share within a thread, not across forks.
+
+    Each verb is the plan of the same name (``streamq.store.queue.enqueue_plan`` ...) run by
+    this client's executor; see the plans for what each does.
+    """
+
+    # producing and consuming
+    enqueue = _verb(queue.enqueue_plan, "enqueue failed")
+    add = _verb(queue.add_plan, "enqueue failed")
+    ensure_group = _verb(queue.ensure_group_plan, "group create failed")
+    groups = _verb(queue.groups_plan, "group list failed")
+    read = _verb(queue.read_plan, "read failed")
+    entry = _verb(queue.entry_plan, "entry read failed")
+    start = _verb(queue.start_plan, "start failed")
+    ack = _verb(queue.ack_plan, "ack failed")
+    bury = _verb(queue.bury_plan, "bury failed")
+    touch = _verb(queue.touch_plan, "lease refresh failed")
+    release = _verb(queue.release_plan, "release failed")
+    # upkeep
+    promote_due = _verb(upkeep.promote_due_plan, "promote failed")
+    reclaim_idle = _verb(upkeep.reclaim_idle_plan, "reclaim failed")
+    settle = _verb(upkeep.settle_plan, "settle failed")
+    prune_consumers = _verb(upkeep.prune_consumers_plan, "prune failed")
+    # job records and dead letters
+    job_record = _verb(records.job_record_plan, "job lookup failed")
+    set_progress = _verb(records.set_progress_plan, "progress failed")
+    cancel = _verb(records.cancel_plan, "cancel failed")
+    cancels = _verb(records.cancels_plan, "cancel list failed")
+    forget_cancel = _verb(records.forget_cancel_plan, "cancel cleanup failed")
+    dead_list = _verb(records.dead_list_plan, "dead-letter read failed")
+    dead_replay = _verb(records.dead_replay_plan, "replay failed")
+    dead_delete = _verb(records.dead_delete_plan, "dead-letter purge failed")
+    # inspection
+    stats = _verb(inspect.stats_plan, "stats failed")
+    due_before = _verb(inspect.due_before_plan, "delayed count failed")
+    server_info = _verb(inspect.server_info_plan, "info failed")
+    config = _verb(inspect.config_plan, "config failed")
+    has_command = _verb(inspect.has_command_plan, "command info failed")
+    ping = _verb(inspect.ping_plan, "ping failed")
+
+    def wait_done(
+        self, keys: QueueKeys, job_id: str, timeout_s: float, is_done: Callable[[], bool]
+    ) -> bool:
+        """Block (pub/sub, no polling) until the job is final or ``timeout_s`` passes.
+
+        Subscribes first and checks ``is_done`` after, so a finish in between is not missed.
+        """
+        deadline = time.monotonic() + timeout_s
+        with wrapped("result wait failed"):
+            pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]  # untyped in redis-py
+                ignore_subscribe_messages=True
+            )
+            try:
+                pubsub.subscribe(keys.done_channel(job_id))
+                while True:
+                    if is_done():
+                        return True
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    pubsub.get_message(timeout=left)
+            finally:
+                pubsub.close()
+
+    def reset(self) -> None:
+        """Drop open connections (after an interrupted command); the next call reconnects."""
+        self.client.connection_pool.disconnect()

@@ -13,12 +13,12 @@ from streamq import scripts
 from streamq.keys import QueueKeys
 from streamq.plan import Batch, Plan, cmd, each, no_group, one, refused
 from streamq.scripts import Finished, RetryRow
-from streamq.store.base import Entry, NewJob, StoreBase, as_str
+from streamq.store.base import Entry, NewJob, as_str
 
 
 # -- producing ---------------------------------------------------------------------------------
 def enqueue_plan(
-    jobs: Sequence[NewJob], now_ms: int, window_ms: int
+    jobs: Sequence[NewJob], now_ms: int, window_ms: int = 0
 ) -> Plan[list[tuple[bool, str]]]:
     """Record and add jobs in one script call; per job (created, entry id or its state)."""
     rows = [
@@ -207,89 +207,3 @@ def _gone(reply: Any) -> bool:
     if refused(reply):
         raise reply
     return False
-
-
-class QueueVerbs(StoreBase):
-    """Producing and consuming: enqueue, read, start, ack, retry, bury, leases."""
-
-    def enqueue(
-        self, jobs: Sequence[NewJob], now_ms: int, window_ms: int = 0
-    ) -> list[tuple[bool, str]]:
-        """Record and add jobs in one script call; per job (created, entry id or its state).
-
-        Idempotent per job id, so resending after a lost reply never duplicates a job.
-        """
-        return self._run(enqueue_plan(jobs, now_ms, window_ms), "enqueue failed")
-
-    def add(self, jobs: Sequence[NewJob]) -> list[str]:
-        """XADD (or ZADD, when delayed) jobs that keep no record, pipelined; no dedup."""
-        return self._run(add_plan(jobs), "enqueue failed")
-
-    def ensure_group(self, keys: QueueKeys, group: str) -> None:
-        """Create the group on every priority stream if missing; start from the first entry."""
-        self._run(ensure_group_plan(keys, group), "group create failed")
-
-    def groups(self, keys: QueueKeys) -> list[str]:
-        """Names of the consumer groups on the queue's streams."""
-        return self._run(groups_plan(keys), "group list failed")
-
-    def read(
-        self,
-        streams: Sequence[tuple[QueueKeys, int]],
-        group: str,
-        consumer: str,
-        count: int,
-        block_ms: int | None,
-        own: bool = False,
-    ) -> list[Entry]:
-        """XREADGROUP; see :func:`read_plan`."""
-        return self._run(read_plan(streams, group, consumer, count, block_ms, own), "read failed")
-
-    def entry(self, keys: QueueKeys, priority: int, entry_id: bytes) -> Entry | None:
-        """One stream entry by id, or None once it is gone (acked, moved)."""
-        return self._run(entry_plan(keys, priority, entry_id), "entry read failed")
-
-    def start(
-        self,
-        group: str,
-        worker: str,
-        now_ms: int,
-        batch: Sequence[Entry],
-        job_ids: Sequence[str],
-        attempts: Sequence[int],
-    ) -> list[bool]:
-        """Mark a batch as running; False for entries cancelled meanwhile (already dropped)."""
-        plan = start_plan(group, worker, now_ms, batch, job_ids, attempts)
-        return self._run(plan, "start failed")
-
-    def ack(
-        self,
-        keys: QueueKeys,
-        priority: int,
-        group: str,
-        now_ms: int,
-        done: Sequence[Finished],
-        retries: Sequence[RetryRow] = (),
-    ) -> tuple[int, int]:
-        """Record a batch's outcomes on one stream; see :func:`ack_plan`."""
-        return self._run(ack_plan(keys, priority, group, now_ms, done, retries), "ack failed")
-
-    def bury(
-        self,
-        entry: Entry,
-        group: str,
-        job_id: str,
-        now_ms: int,
-        ttl_ms: int,
-        fields: dict[str, Any],
-    ) -> bool:
-        """Ack an entry, add it to the dead-letter stream and mark its job dead, atomically."""
-        return self._run(bury_plan(entry, group, job_id, now_ms, ttl_ms, fields), "bury failed")
-
-    def touch(self, keys: QueueKeys, group: str, consumer: str, min_idle_ms: int) -> int:
-        """Refresh the lease of ``consumer``'s entries idle at least ``min_idle_ms``."""
-        return self._run(touch_plan(keys, group, consumer, min_idle_ms), "lease refresh failed")
-
-    def release(self, keys: QueueKeys, group: str, consumer: str) -> int:
-        """Requeue everything ``consumer`` still holds; drop it from the group if empty."""
-        return self._run(release_plan(keys, group, consumer), "release failed")

@@ -1,6 +1,6 @@
 """Upkeep of a queue: promotion of due jobs, reclaiming, settling, pruning.
 
-Each verb is a plan (module-level, no I/O) and a one-line method of :class:`UpkeepVerbs`.
+Plans only (no I/O): :mod:`streamq.store.node` serves each as a method of ``Store``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from streamq import scripts
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
 from streamq.plan import Batch, Plan, no_group, one, refused
 from streamq.scripts import ReclaimResult
-from streamq.store.base import REAPER_CONSUMER, StoreBase
+from streamq.store.base import REAPER_CONSUMER
 
 
 def promote_due_plan(keys: QueueKeys, now_ms: int, limit: int = 500) -> Plan[tuple[int, int]]:
@@ -90,37 +90,3 @@ def prune_consumers_plan(keys: QueueKeys, group: str, min_idle_ms: int) -> Plan[
             raise reply
         gone += c.parse(reply)
     return gone
-
-
-class UpkeepVerbs(StoreBase):
-    """Upkeep of a queue: promotion of due jobs, reclaiming, settling, pruning."""
-
-    def promote_due(self, keys: QueueKeys, now_ms: int, limit: int = 500) -> tuple[int, int]:
-        """Move due delayed jobs to their streams; return (moved, next due ms or -1)."""
-        return self._run(promote_due_plan(keys, now_ms, limit), "promote failed")
-
-    def reclaim_idle(
-        self,
-        keys: QueueKeys,
-        stream: str,
-        group: str,
-        min_idle_ms: int,
-        cursor: bytes,
-        count: int,
-        max_deliveries: int,
-        now_ms: int,
-        dead_consumer: str = "",
-    ) -> ReclaimResult:
-        """One reaper step; see :func:`reclaim_idle_plan`."""
-        plan = reclaim_idle_plan(
-            keys, stream, group, min_idle_ms, cursor, count, max_deliveries, now_ms, dead_consumer
-        )
-        return self._run(plan, "reclaim failed")
-
-    def settle(self, keys: QueueKeys, result: ReclaimResult, now_ms: int, ttl_ms: int) -> int:
-        """Record on their jobs what a reclaim step did (requeued or dead)."""
-        return self._run(settle_plan(keys, result, now_ms, ttl_ms), "settle failed")
-
-    def prune_consumers(self, keys: QueueKeys, group: str, min_idle_ms: int) -> list[str]:
-        """Delete consumers that are long idle and own nothing."""
-        return self._run(prune_consumers_plan(keys, group, min_idle_ms), "prune failed")
