@@ -41,6 +41,25 @@ def wrapped(what: str) -> Iterator[None]:
         raise RedisCommandError(f"{what}: {e}") from e
 
 
+def judge(replies: list[Any], tolerant: bool, what: str) -> list[Any]:
+    """A batch's replies for its plan: refusals raised, or (``tolerant``) handed over as
+    :class:`RedisCommandError` values. Shared by every executor."""
+    errors = [r for r in replies if isinstance(r, redis.ResponseError)]
+    if not errors:
+        return replies
+    if not tolerant:
+        raise errors[0]
+    return [
+        RedisCommandError(f"{what}: {r}") if isinstance(r, redis.ResponseError) else r
+        for r in replies
+    ]
+
+
+def noscript(replies: list[Any]) -> list[int]:
+    """Indexes of the pipelined calls refused with NOSCRIPT (they did not run)."""
+    return [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+
+
 class NodeExecutor:
     """Runs plans against one ``redis.Redis`` client; safe within a thread, not across forks."""
 
@@ -72,15 +91,7 @@ class NodeExecutor:
                 replies = [e]
         else:
             replies = self._pipeline(ops)
-        errors = [r for r in replies if isinstance(r, redis.ResponseError)]
-        if not errors:
-            return replies
-        if not batch.tolerant:
-            raise errors[0]
-        return [
-            RedisCommandError(f"{what}: {r}") if isinstance(r, redis.ResponseError) else r
-            for r in replies
-        ]
+        return judge(replies, batch.tolerant, what)
 
     def _call(self, op: Op) -> Any:
         if op.script:
@@ -89,7 +100,7 @@ class NodeExecutor:
 
     def _pipeline(self, ops: Sequence[Op]) -> list[Any]:
         replies = self._pipe(ops)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        missing = noscript(replies)
         if missing:
             for name in {ops[i].script for i in missing}:
                 self.client.script_load(self._scripts[name].script)
