@@ -67,6 +67,26 @@ class Finished(NamedTuple):
     ttl_ms: int
 
 
+class Tick(NamedTuple):
+    """One tick for :meth:`Scripts.tick`: what the caller read, and what to write if it holds.
+
+    ``expected_ms`` -1 is a manual run (no compare-and-set, no advance); ``job_id`` '' only
+    advances the next fire time (ticks passed over).
+    """
+
+    schedule_id: str
+    expected_ms: int
+    next_ms: int
+    tick_ms: int
+    job_id: str
+    payload: bytes
+    due_ms: int
+    task: str
+    overlap_skip: bool
+    expected_hash: str
+    expected_last_job: str
+
+
 class Scripts:
     """One registered instance of every script, bound to one client."""
 
@@ -86,6 +106,10 @@ class Scripts:
                 "replay",
                 "cancel",
                 "settle",
+                "tick",
+                "define",
+                "pause",
+                "undefine",
             )
         }
 
@@ -251,3 +275,52 @@ class Scripts:
     ) -> str:
         """Cancel a job; return cancelled, cancelling, its final state, or unknown."""
         return _text(self._call("cancel", [job_key, cancels], [job_id, now_ms, ttl_ms, channel]))
+
+    def tick(
+        self, keys: tuple[str, str, str, str, str], t: Tick, now_ms: int, max_ahead_ms: int
+    ) -> tuple[str, str]:
+        """Fire (or pass over) one tick; keys: schedule, next set, job, target, previous job.
+
+        Returns (status, detail); see ``lua/tick.lua``.
+        """
+        args = [
+            t.schedule_id,
+            t.expected_ms,
+            t.next_ms,
+            now_ms,
+            t.job_id,
+            t.payload,
+            t.due_ms,
+            t.task,
+            int(t.overlap_skip),
+            t.expected_hash,
+            t.expected_last_job,
+            t.tick_ms,
+            max_ahead_ms,
+        ]
+        status, detail = self._call("tick", keys, args)
+        return _text(status), _text(detail)
+
+    def define(
+        self,
+        keys: tuple[str, str, str],
+        schedule_id: str,
+        blob: bytes,
+        content_hash: str,
+        timing_key: str,
+        next_ms: int,
+        now_ms: int,
+        source: str,
+    ) -> tuple[str, str]:
+        """Write a definition unless identical; (created|updated|same, previous hash)."""
+        args = [schedule_id, blob, content_hash, timing_key, next_ms, now_ms, source]
+        what, old = self._call("define", keys, args)
+        return _text(what), _text(old)
+
+    def pause(self, schedule: str, nexts: str, schedule_id: str, next_ms: int, now_ms: int) -> str:
+        """Pause (``next_ms`` -2) or resume at ``next_ms``; paused, resumed or unknown."""
+        return _text(self._call("pause", [schedule, nexts], [schedule_id, next_ms, now_ms]))
+
+    def undefine(self, keys: tuple[str, str, str], schedule_id: str) -> bool:
+        """Remove a schedule; True if it existed."""
+        return bool(self._call("undefine", keys, [schedule_id]))

@@ -19,10 +19,11 @@ from streamq.store.base import (
 from streamq.store.inspect import InspectVerbs
 from streamq.store.queue import QueueVerbs
 from streamq.store.records import RecordVerbs
+from streamq.store.schedules import ScheduleVerbs
 from streamq.store.upkeep import UpkeepVerbs
 
 
-class Store(QueueVerbs, UpkeepVerbs, RecordVerbs, InspectVerbs):
+class Store(QueueVerbs, UpkeepVerbs, RecordVerbs, InspectVerbs, ScheduleVerbs):
     """Queue verbs for one Redis client; safe to share within a thread, not across forks."""
 
 
