@@ -91,6 +91,7 @@ class Scripts:
     """One registered instance of every script, bound to one client."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self._client = client
         self._s = {
             name: client.register_script(_source(name))
             for name in (
@@ -277,29 +278,35 @@ class Scripts:
         return _text(self._call("cancel", [job_key, cancels], [job_id, now_ms, ttl_ms, channel]))
 
     def tick(
-        self, keys: tuple[str, str, str, str, str], t: Tick, now_ms: int, max_ahead_ms: int
-    ) -> tuple[str, str]:
-        """Fire (or pass over) one tick; keys: schedule, next set, job, target, previous job.
+        self,
+        rows: Sequence[tuple[tuple[str, str, str, str, str], Tick]],
+        now_ms: int,
+        max_ahead_ms: int,
+    ) -> list[tuple[str, str]]:
+        """Fire (or pass over) ticks, pipelined: one round trip for every schedule due at once.
 
-        Returns (status, detail); see ``lua/tick.lua``.
+        Each row's keys: schedule, next set, job, target, previous job. Returns (status,
+        detail) per row; see ``lua/tick.lua``.
         """
-        args = [
-            t.schedule_id,
-            t.expected_ms,
-            t.next_ms,
-            now_ms,
-            t.job_id,
-            t.payload,
-            t.due_ms,
-            t.task,
-            int(t.overlap_skip),
-            t.expected_hash,
-            t.expected_last_job,
-            t.tick_ms,
-            max_ahead_ms,
-        ]
-        status, detail = self._call("tick", keys, args)
-        return _text(status), _text(detail)
+        pipe = self._client.pipeline(transaction=False)
+        for keys, t in rows:
+            args: list[Any] = [
+                t.schedule_id,
+                t.expected_ms,
+                t.next_ms,
+                now_ms,
+                t.job_id,
+                t.payload,
+                t.due_ms,
+                t.task,
+                int(t.overlap_skip),
+                t.expected_hash,
+                t.expected_last_job,
+                t.tick_ms,
+                max_ahead_ms,
+            ]
+            self._s["tick"](keys=list(keys), args=args, client=pipe)
+        return [(_text(status), _text(detail)) for status, detail in pipe.execute()]
 
     def define(
         self,

@@ -108,7 +108,7 @@ def test_a_stale_read_loses_the_race(app: streamq.App, client: redis.Redis) -> N
     env = s.spec.envelope(s.spec.job_id(due), due, due)
     stale = Tick("beat", due, due + 1000, due, s.spec.job_id(due), codec.encode(env), 0,
                  "beat", False, rec["hash"].decode(), "")  # fmt: skip
-    assert app.store.schedule_tick(keys, stale, 1, "", due + 20, 1000) == ("stale", "")
+    assert app.store.schedule_ticks(keys, [(stale, 1)], due + 20, 1000) == [("stale", "")]
     assert job_ids(client, keys.queue) == [f"sched:beat:{due}"]
 
 

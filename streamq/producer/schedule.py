@@ -162,7 +162,7 @@ def run_now(store: Store, queue: str, schedule_id: str, max_payload_bytes: int) 
     job_id = f"sched:{spec.id}:now:{now}"
     payload = codec.encode(spec.envelope(job_id, now, now), max_payload_bytes)
     tick = Tick(spec.id, -1, -1, now, job_id, payload, 0, spec.task, False, "", "")
-    status, _ = store.schedule_tick(keys, tick, spec.priority, "", now, 0)
+    ((status, _),) = store.schedule_ticks(keys, [(tick, spec.priority)], now, 0)
     return job_id if status == "fired" else None
 
 

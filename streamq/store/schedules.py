@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from streamq.keys import SCHEDULE_QUEUES, QueueKeys
@@ -57,6 +58,15 @@ class ScheduleVerbs(StoreBase):
             raw: Any = self.client.hgetall(keys.schedule(schedule_id))
         return {as_str(k): v for k, v in raw.items()}
 
+    def schedule_records(self, keys: QueueKeys, schedule_ids: list[str]) -> list[dict[str, bytes]]:
+        """Several schedules' hashes in one round trip (empty for removed ones)."""
+        with wrapped("schedule read failed"):
+            pipe = self.client.pipeline(transaction=False)
+            for schedule_id in schedule_ids:
+                pipe.hgetall(keys.schedule(schedule_id))
+            raw: list[Any] = pipe.execute()
+        return [{as_str(k): v for k, v in r.items()} for r in raw]
+
     def schedule_ids(self, keys: QueueKeys) -> list[str]:
         """Ids of every schedule of the queue, paused ones included, sorted."""
         with wrapped("schedule list failed"):
@@ -69,31 +79,37 @@ class ScheduleVerbs(StoreBase):
             raw: Any = self.client.smembers(SCHEDULE_QUEUES)
         return sorted(as_str(m) for m in raw)
 
-    def schedule_tick(
+    def schedule_ticks(
         self,
         keys: QueueKeys,
-        tick: Tick,
-        priority: int,
-        previous_job: str,
+        ticks: Sequence[tuple[Tick, int]],
         now_ms: int,
         max_ahead_ms: int,
-    ) -> tuple[str, str]:
-        """Fire or pass over one tick (see ``lua/tick.lua``); returns (status, detail).
+    ) -> list[tuple[str, str]]:
+        """Fire or pass over (tick, priority) rows in one round trip (see ``lua/tick.lua``).
 
-        ``previous_job`` is the schedule's last job id ('' if none), read by overlap="skip".
+        Returns (status, detail) per row. A tick's ``expected_last_job`` is also the job
+        whose record ``overlap="skip"`` reads.
         """
-        job_key = keys.job(tick.job_id or "-")  # "-": a key no script writes when only advancing
-        target = keys.delayed_for(priority) if tick.due_ms else keys.stream_for(priority)
-        prev_key = keys.job(previous_job) if previous_job else job_key
-        script_keys = (
-            keys.schedule(tick.schedule_id),
-            keys.schedules_next,
-            job_key,
-            target,
-            prev_key,
-        )
+        rows = []
+        for tick, priority in ticks:
+            job_key = keys.job(tick.job_id or "-")  # "-": a key no script writes
+            target = keys.delayed_for(priority) if tick.due_ms else keys.stream_for(priority)
+            previous = tick.expected_last_job
+            rows.append(
+                (
+                    (
+                        keys.schedule(tick.schedule_id),
+                        keys.schedules_next,
+                        job_key,
+                        target,
+                        keys.job(previous) if previous else job_key,
+                    ),
+                    tick,
+                )
+            )
         with wrapped("schedule tick failed"):
-            return self.scripts.tick(script_keys, tick, now_ms, max_ahead_ms)
+            return self.scripts.tick(rows, now_ms, max_ahead_ms)
 
     def pause_schedule(self, keys: QueueKeys, schedule_id: str, next_ms: int, now_ms: int) -> str:
         """Pause (``next_ms`` -2) or resume with ``next_ms``; paused, resumed or unknown."""

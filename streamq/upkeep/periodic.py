@@ -9,6 +9,7 @@ clock step cannot fire it again (see ``docs/periodic.md`` for what each guarante
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 
 import structlog
@@ -62,19 +63,20 @@ class Periodic:
         self.max_sleep_ms = max_sleep_ms
         self.batch = batch
         self._published = False
+        self._started = 0.0  # monotonic start of the current step
+        self._specs: dict[bytes, ScheduleSpec] = {}
         self._reported: set[tuple[str, str, str]] = set()  # (queue, id, what): once each
 
     def run_once(self, now_ms: int) -> int:
         """Fire what is due at ``now_ms``; return the time (ms) to call again."""
         if not self._published:
             self.publish(now_ms)
+        self._started = time.monotonic()
         wake = now_ms + self.max_sleep_ms
         for keys in self.queues:
             due, earliest = self.store.schedules_due(keys, now_ms, self.batch)
-            for schedule_id, due_ms in due:
-                nxt = self._step(keys, schedule_id, due_ms, now_ms)
-                if nxt >= 0:
-                    wake = min(wake, nxt)
+            if due:
+                wake = min(wake, self._fire(keys, due, now_ms))
             if len(due) >= self.batch:
                 wake = now_ms
             elif earliest > now_ms:
@@ -116,13 +118,46 @@ class Periodic:
                     )
         self._published = True
 
-    def _step(self, keys: QueueKeys, schedule_id: str, due_ms: int, now_ms: int) -> int:
-        """Handle one due schedule; return when it next needs a step (-1: no opinion)."""
-        rec = self.store.schedule_record(keys, schedule_id)
+    def _fire(self, keys: QueueKeys, due: list[tuple[str, int]], now_ms: int) -> int:
+        """Fire the due schedules of one queue: one round trip to read them, one to fire
+        them all; return when the earliest of them next needs a step."""
+        wake = now_ms + self.max_sleep_ms
+        records = self.store.schedule_records(keys, [schedule_id for schedule_id, _ in due])
+        batch: list[tuple[ScheduleSpec, Tick, int]] = []
+        for (schedule_id, due_ms), rec in zip(due, records, strict=True):
+            got = self._prepare(keys, schedule_id, rec, due_ms, now_ms)
+            if isinstance(got, int):
+                wake = min(wake, got) if got >= 0 else wake
+            else:
+                batch.append(got)
+        if batch:
+            rows = [(tick, spec.priority) for spec, tick, _ in batch]
+            results = self.store.schedule_ticks(keys, rows, now_ms, MAX_AHEAD_MS)
+            # Lateness as of the reply, the moment the jobs are in: the same for the batch.
+            done_ms = now_ms + round((time.monotonic() - self._started) * 1000)
+            for (spec, tick, skipped), (status, detail) in zip(batch, results, strict=True):
+                nxt = self._outcome(spec, tick, skipped, status, detail, done_ms)
+                wake = min(wake, nxt) if nxt >= 0 else wake
+        return wake
+
+    def _spec(self, raw: bytes) -> ScheduleSpec:
+        """The decoded definition, cached by its bytes: it changes rarely, ticks often."""
+        spec = self._specs.get(raw)
+        if spec is None:
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            spec = self._specs[raw] = decode_spec(raw)
+        return spec
+
+    def _prepare(
+        self, keys: QueueKeys, schedule_id: str, rec: dict[str, bytes], due_ms: int, now_ms: int
+    ) -> tuple[ScheduleSpec, Tick, int] | int:
+        """The tick to send for one due schedule, with how many ticks it skips; or when to
+        look again (-1: no opinion) when there is nothing to send."""
         if not rec:
             return now_ms  # removed since the poll
         try:
-            spec = decode_spec(rec.get("def", b""))
+            spec = self._spec(rec.get("def", b""))
         except DecodeError as e:
             self._report(keys, schedule_id, "schedule.undecodable", error_message=str(e))
             return -1
@@ -142,7 +177,6 @@ class Periodic:
         except EnqueueError as e:
             self._report(keys, schedule_id, "schedule.unencodable", error_message=str(e))
             return -1
-        last_job = field_text(rec, "last_job")
         tick = Tick(
             spec.id,
             due_ms,
@@ -154,12 +188,9 @@ class Periodic:
             spec.task,
             spec.overlap == "skip",
             field_text(rec, "hash"),
-            last_job,
+            field_text(rec, "last_job"),
         )
-        status, detail = self.store.schedule_tick(
-            keys, tick, spec.priority, last_job, now_ms, MAX_AHEAD_MS
-        )
-        return self._outcome(spec, tick, p.skipped, status, detail, now_ms)
+        return spec, tick, p.skipped
 
     def _outcome(
         self, spec: ScheduleSpec, tick: Tick, skipped: int, status: str, detail: str, now_ms: int
