@@ -313,3 +313,19 @@ def test_cli_lists_pauses_runs_resumes_and_removes(
     assert gone.returncode == 1
     assert f"no schedule {sid!r}" in gone.stderr
     assert not client.exists(keys_of(queue).schedule(sid))
+
+
+def test_jitter_delays_the_run_by_the_same_amount_in_every_pool(
+    app: streamq.App, client: redis.Redis
+) -> None:
+    """A jittered tick's job waits in the delayed set, due at tick + the schedule's jitter."""
+    s = app.schedule("beat", every_s=1, jitter_s=0.5)
+    due = written_in_past(app, "beat")
+    run_until_idle(periodic(app), due + 5)
+    keys = keys_of(app.settings.default_queue)
+    raw: Any = client.zrange(keys.delayed, 0, -1, withscores=True)
+    ((payload, score),) = raw
+    assert codec.decode(payload).id == f"sched:beat:{due}"
+    assert int(score) == due + s.spec.jitter_for(due)
+    assert due <= int(score) < due + 500
+    assert client.hget(keys.job(f"sched:beat:{due}"), "state") == b"scheduled"
