@@ -46,7 +46,17 @@ from streamq.testing import RedisServer, wait_until
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 KEYS = QueueKeys(bench_tasks.QUEUE)
-SECTIONS = ("enqueue", "drain", "logging", "pickup", "retry", "delayed", "memory", "scaling")
+SECTIONS = (
+    "enqueue",
+    "drain",
+    "logging",
+    "pickup",
+    "retry",
+    "delayed",
+    "periodic",
+    "memory",
+    "scaling",
+)
 BODIES: dict[str, Task[[int], None]] = {
     "noop": bench_tasks.noop,
     "noop_untracked": bench_tasks.noop_untracked,
@@ -76,9 +86,11 @@ class Sizes:
     memory: int = 100_000
     chunks: int = 10  # enqueue figures: sides alternate in this many chunks, best chunk wins
     drain_repeat: int = 3  # drains: best of this many runs per side, round-robin
+    schedules: int = 100  # periodic: schedules, every_s=1 each
+    periodic_s: float = 10.0  # periodic: seconds of ticks measured
 
 
-QUICK = Sizes(2_000, 5_000, 2_000, 10_000, 50, 300, 50, 1.0, 10_000, 2, 1)
+QUICK = Sizes(2_000, 5_000, 2_000, 10_000, 50, 300, 50, 1.0, 10_000, 2, 1, 100, 4.0)
 UNTRACKED = "noop_untracked"
 
 
@@ -609,6 +621,39 @@ class Bench:
         pids = [pid for _, _, pid in records]
         share = max(pids.count(p) for p in set(pids)) / len(pids)
         return pct(late, 50), pct(late, 99), share
+
+    def section_periodic(self) -> list[Row]:
+        """Tick lateness: many 1-second schedules fired by a 2-process pool's supervisor.
+
+        Lateness is the pool's clock when the tick script returned minus the tick time (the
+        ``lateness_ms`` of ``schedule.fired``); ticks of the first second are left out (the
+        pool was still starting).
+        """
+        self.reset()
+        n = self.sizes.schedules
+        for i in range(n):
+            sid = f"bench-{i}"
+            self.app.schedule(bench_tasks.noop, every_s=1, args=[i], schedule_id=sid).save()
+        try:
+            with running(self.pool_argv("streamq", 2)) as pool:
+                pool.wait_ready(2)
+                start_ms = time.time() * 1000 + 1000
+                time.sleep(self.sizes.periodic_s)
+                fired = [e for e in pool.events("schedule.fired") if e["tick_ms"] > start_ms]
+        finally:
+            self.app.schedules.clear()
+        late = [float(e["lateness_ms"]) for e in fired]
+        ticks = len({e["tick_ms"] for e in fired})
+        once = len({e["job_id"] for e in fired}) == len(fired)
+        note = (
+            f"{n} schedules every_s=1, {ticks} ticks, {len(fired)} fires "
+            f"({'each job id once' if once else 'DUPLICATE job ids'}); 2 processes"
+        )
+        return [
+            Row("periodic tick lateness p50", pct(late, 50), "ms", note=note),
+            Row("periodic tick lateness p99", pct(late, 99), "ms", None,
+                Target("value", "<=", 50, "ms")),
+        ]  # fmt: skip
 
     def section_memory(self) -> list[Row]:
         """Worker RSS across many jobs, and Redis memory per queued job."""

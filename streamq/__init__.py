@@ -20,6 +20,7 @@ from streamq.ops.dead import DeadJob, DeadLetters
 from streamq.pool.supervisor import PoolSettings, Supervisor
 from streamq.producer.app import App
 from streamq.producer.handle import Job, JobInfo
+from streamq.producer.schedule import Schedule, ScheduleInfo
 from streamq.producer.task import Task
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
 from streamq.worker.context import JobContext, current_job
@@ -46,6 +47,8 @@ __all__ = [
     "RedisCommandError",
     "ResultTimeout",
     "Retry",
+    "Schedule",
+    "ScheduleInfo",
     "StreamqConnectionError",
     "StreamqError",
     "Supervisor",

@@ -17,6 +17,8 @@ from streamq.errors import StreamqError
 from streamq.keys import QueueKeys
 from streamq.ops.dead import DeadJob, DeadLetters
 from streamq.ops.doctor import diagnose
+from streamq.ops.schedules import ACTIONS as SCHEDULE_ACTIONS
+from streamq.ops.schedules import command as schedules_command
 from streamq.pool.supervisor import EXIT_ERROR, EXIT_USAGE, PoolSettings, Supervisor
 from streamq.producer.app import App
 from streamq.settings import WorkerSettings
@@ -156,6 +158,16 @@ def cmd_dead(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedules(args: argparse.Namespace) -> int:
+    app = _app(args)
+    rows = schedules_command(
+        app.store, args.action, args.schedule_id, args.queue, app.settings.max_payload_bytes
+    )
+    for row in rows:
+        print(json.dumps(row, indent=2 if args.action == "show" else None, default=str))
+    return 0 if all(r.get("ok", True) for r in rows) else EXIT_ERROR
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamq", description="Job queue on Redis Streams.")
     p.add_argument("--redis-url", default=None, help="overrides the app's URL")
@@ -212,7 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--all", action="store_true")
     d.add_argument("--limit", type=int, default=100)
     d.set_defaults(func=cmd_dead)
+    _add_schedules(sub)
     return p
+
+
+def _add_schedules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sc = sub.add_parser("schedules", help="list, show, pause, resume, remove or run-now schedules")
+    sc.add_argument("action", choices=SCHEDULE_ACTIONS)
+    sc.add_argument("schedule_id", nargs="?", help="needed by every action but list")
+    sc.add_argument("--app", default=None, help="optional: schedules are read from Redis")
+    sc.add_argument("--queue", default=None, help="default: every queue with schedules")
+    sc.set_defaults(func=cmd_schedules)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

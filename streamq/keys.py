@@ -110,6 +110,25 @@ class QueueKeys:
         """Set of ids of running jobs whose cancellation was asked for."""
         return self._base + "cancels"
 
+    def schedule(self, schedule_id: str) -> str:
+        """Hash of one periodic schedule: definition, hash, paused, last job, counters."""
+        return self._base + "schedule:" + schedule_id
+
+    @property
+    def schedules(self) -> str:
+        """Set of the ids of this queue's periodic schedules (paused ones included)."""
+        return self._base + "schedules"
+
+    @property
+    def schedules_next(self) -> str:
+        """Sorted set of active schedule ids scored by their next fire time in ms."""
+        return self._base + "schedules:next"
+
+
+# Set of the queues that have periodic schedules, so `streamq schedules list` needs no app and
+# no SCAN. Outside any hash tag: only plain commands touch it, never a script.
+SCHEDULE_QUEUES = f"{PREFIX}:schedule-queues"
+
 
 @lru_cache(maxsize=1024)
 def keys_of(queue: str) -> QueueKeys:

@@ -30,6 +30,10 @@ SCRIPT_NAMES = (
     "replay",
     "cancel",
     "settle",
+    "tick",
+    "define",
+    "pause",
+    "undefine",
 )
 
 
@@ -83,6 +87,26 @@ class Finished(NamedTuple):
     state: str  # succeeded | cancelled
     result: bytes
     ttl_ms: int
+
+
+class Tick(NamedTuple):
+    """One tick for :func:`tick`: what the caller read, and what to write if it holds.
+
+    ``expected_ms`` -1 is a manual run (no compare-and-set, no advance); ``job_id`` '' only
+    advances the next fire time (ticks passed over).
+    """
+
+    schedule_id: str
+    expected_ms: int
+    next_ms: int
+    tick_ms: int
+    job_id: str
+    payload: bytes
+    due_ms: int
+    task: str
+    overlap_skip: bool
+    expected_hash: str
+    expected_last_job: str
 
 
 def enqueue(
@@ -264,3 +288,54 @@ def cancel(
 ) -> Call[str]:
     """Cancel a job: cancelled, cancelling, its final state, or unknown."""
     return Call(lua("cancel", [job_key, cancels], [job_id, now_ms, ttl_ms, channel]), _text)
+
+
+def tick(
+    keys: tuple[str, str, str, str, str], t: Tick, now_ms: int, max_ahead_ms: int
+) -> Call[tuple[str, str]]:
+    """Fire (or pass over) one tick; keys: schedule, next set, job, target, previous job.
+
+    Returns (status, detail); see ``lua/tick.lua``. Callers batch every due schedule's tick
+    into one round trip.
+    """
+    args: list[Any] = [
+        t.schedule_id,
+        t.expected_ms,
+        t.next_ms,
+        now_ms,
+        t.job_id,
+        t.payload,
+        t.due_ms,
+        t.task,
+        int(t.overlap_skip),
+        t.expected_hash,
+        t.expected_last_job,
+        t.tick_ms,
+        max_ahead_ms,
+    ]
+    return Call(lua("tick", keys, args), lambda reply: (_text(reply[0]), _text(reply[1])))
+
+
+def define(
+    keys: tuple[str, str, str],
+    schedule_id: str,
+    blob: bytes,
+    content_hash: str,
+    timing_key: str,
+    next_ms: int,
+    now_ms: int,
+    source: str,
+) -> Call[tuple[str, str]]:
+    """Write a definition unless identical; (created|updated|same, previous hash)."""
+    args = [schedule_id, blob, content_hash, timing_key, next_ms, now_ms, source]
+    return Call(lua("define", keys, args), lambda reply: (_text(reply[0]), _text(reply[1])))
+
+
+def pause(schedule: str, nexts: str, schedule_id: str, next_ms: int, now_ms: int) -> Call[str]:
+    """Pause (``next_ms`` -2) or resume at ``next_ms``; paused, resumed or unknown."""
+    return Call(lua("pause", [schedule, nexts], [schedule_id, next_ms, now_ms]), _text)
+
+
+def undefine(keys: tuple[str, str, str], schedule_id: str) -> Call[bool]:
+    """Remove a schedule; True if it existed."""
+    return Call(lua("undefine", keys, [schedule_id]), bool)

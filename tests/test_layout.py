@@ -19,6 +19,8 @@ LAYERS: dict[str, int] = {
     "clock": 0,
     "settings": 0,
     "logging": 0,
+    "cron": 0,
+    "schedule": 0,
     "plan": 1,
     "scripts": 1,
     "store": 2,

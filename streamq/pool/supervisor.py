@@ -1,7 +1,8 @@
 """The worker pool: N forked worker processes, restarted when they die, drained on signals.
 
-The supervisor also runs the pool's scheduler and reaper, and refreshes the leases of its
-live children's entries, so a long job is never reclaimed while its process is alive.
+The supervisor also runs the pool's scheduler, periodic schedules and reaper, and refreshes
+the leases of its live children's entries, so a long job is never reclaimed while its process
+is alive.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from streamq.pool.process import die_with_parent
 from streamq.pool.watch import JobWatch
 from streamq.producer.app import App
 from streamq.settings import WorkerSettings
+from streamq.upkeep.periodic import Periodic
 from streamq.upkeep.reaper import Reaper
 from streamq.upkeep.scheduler import Scheduler
 from streamq.worker.loop import Worker, consumer_name
@@ -84,7 +86,7 @@ class Supervisor:
         """Start the pool and supervise it; blocks until it has stopped."""
         sel, rfd, wfd = self._install_signals()
         store = self.app.store
-        scheduler = Scheduler(store, self.queues)
+        timers = self._timers()
         reaper = Reaper(store, self.queues, self.worker_settings.group, self.app.settings)
         self._reaper = reaper
         watch = JobWatch(self.app, self.worker_settings, self.queues, self.slots, self._log)
@@ -110,7 +112,7 @@ class Supervisor:
                 now = time.monotonic()
                 self._restart_due(now)
                 if not self.state.stopping and now >= next_sched:
-                    wake_ms = scheduler.run(now_ms())
+                    wake_ms = timers(now_ms())
                     next_sched = now + max(0, wake_ms - now_ms()) / 1000
                 if now >= next_touch:
                     leases_fresh = self._touch_leases()
@@ -143,6 +145,23 @@ class Supervisor:
         return code
 
     _killed = False
+
+    def _timers(self) -> Callable[[int], int]:
+        """One step of delayed-job promotion and periodic ticks; returns when the next is due.
+
+        The periodic loop writes our code's schedules to Redis on its first step.
+        """
+        scheduler = Scheduler(self.app.store, self.queues)
+        specs = [s.spec for s in self.app.schedules.values()]
+        periodic = Periodic(
+            self.app.store, self.queues, self.app.tasks, specs, self.app.settings.max_payload_bytes
+        )
+
+        def step(now: int) -> int:
+            # Periodic ticks first: their lateness is what users see.
+            return min(periodic.run(now), scheduler.run(now))
+
+        return step
 
     def _ensure_groups(self) -> None:
         """Create the groups before anything reads them; wait out a Redis that is not up yet."""

@@ -22,6 +22,8 @@ from streamq.errors import (
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
 from streamq.keys import check_queue_name, keys_of
 from streamq.producer.handle import Job
+from streamq.producer.periodic import Scheduling
+from streamq.producer.schedule import Schedule
 from streamq.producer.task import Task
 from streamq.settings import AppSettings, TaskOptions, priority_value
 from streamq.store import NewJob, Store, connect
@@ -45,7 +47,7 @@ def _at_ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-class App:
+class App(Scheduling):
     """A registry of tasks and a connection to one Redis.
 
     Args:
@@ -61,6 +63,7 @@ class App:
         self.settings = settings or AppSettings()
         check_queue_name(self.settings.default_queue)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules: dict[str, Schedule] = {}
         self._store: Store | None = None
         self._store_pid = 0
         self._store_url = ""

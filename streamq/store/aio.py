@@ -16,7 +16,7 @@ from redis.commands.core import AsyncScript
 
 from streamq.plan import Batch, Op, Plan
 from streamq.scripts import SCRIPT_NAMES, source
-from streamq.store import inspect, queue, records, upkeep
+from streamq.store import inspect, queue, records, schedules, upkeep
 from streamq.store.node import judge, noscript, wrapped
 
 P = ParamSpec("P")
@@ -145,6 +145,16 @@ class AsyncStore(_Base):
     config = _verb(inspect.config_plan, "config failed")
     has_command = _verb(inspect.has_command_plan, "command info failed")
     ping = _verb(inspect.ping_plan, "ping failed")
+    # periodic schedules
+    define_schedule = _verb(schedules.define_schedule_plan, "schedule write failed")
+    schedules_due = _verb(schedules.schedules_due_plan, "schedule poll failed")
+    schedule_record = _verb(schedules.schedule_record_plan, "schedule read failed")
+    schedule_records = _verb(schedules.schedule_records_plan, "schedule read failed")
+    schedule_ids = _verb(schedules.schedule_ids_plan, "schedule list failed")
+    schedule_queues = _verb(schedules.schedule_queues_plan, "schedule list failed")
+    schedule_ticks = _verb(schedules.schedule_ticks_plan, "schedule tick failed")
+    pause_schedule = _verb(schedules.pause_schedule_plan, "schedule pause failed")
+    undefine_schedule = _verb(schedules.undefine_schedule_plan, "schedule removal failed")
 
     async def aclose(self) -> None:
         """Close this store's connections (before its event loop ends)."""

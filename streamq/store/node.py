@@ -23,7 +23,7 @@ from streamq.errors import RedisCommandError, StreamqConnectionError
 from streamq.keys import QueueKeys
 from streamq.plan import Batch, Op, Plan
 from streamq.scripts import SCRIPT_NAMES, source
-from streamq.store import inspect, queue, records, upkeep
+from streamq.store import inspect, queue, records, schedules, upkeep
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -182,6 +182,16 @@ class Store(_Base):
     config = _verb(inspect.config_plan, "config failed")
     has_command = _verb(inspect.has_command_plan, "command info failed")
     ping = _verb(inspect.ping_plan, "ping failed")
+    # periodic schedules
+    define_schedule = _verb(schedules.define_schedule_plan, "schedule write failed")
+    schedules_due = _verb(schedules.schedules_due_plan, "schedule poll failed")
+    schedule_record = _verb(schedules.schedule_record_plan, "schedule read failed")
+    schedule_records = _verb(schedules.schedule_records_plan, "schedule read failed")
+    schedule_ids = _verb(schedules.schedule_ids_plan, "schedule list failed")
+    schedule_queues = _verb(schedules.schedule_queues_plan, "schedule list failed")
+    schedule_ticks = _verb(schedules.schedule_ticks_plan, "schedule tick failed")
+    pause_schedule = _verb(schedules.pause_schedule_plan, "schedule pause failed")
+    undefine_schedule = _verb(schedules.undefine_schedule_plan, "schedule removal failed")
 
     def wait_done(
         self, keys: QueueKeys, job_id: str, timeout_s: float, is_done: Callable[[], bool]
