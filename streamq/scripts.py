@@ -93,17 +93,21 @@ class Scripts:
         return self._s[name](keys=list(keys), args=list(args))
 
     def enqueue(
-        self, jobs: Sequence[tuple[str, str, str, bytes, int, str]], now_ms: int, window_ms: int
+        self,
+        jobs: Sequence[tuple[str, str, str, bytes, int, str, int]],
+        now_ms: int,
+        min_window_ms: int,
     ) -> list[tuple[bool, str]]:
-        """Record and add jobs given as (job key, target key, id, payload, due ms, task).
+        """Record and add jobs given as (job key, target key, id, payload, due ms, task,
+        dedup window ms); every window is at least ``min_window_ms``.
 
         Returns (created, entry id or the existing job's state) per job.
         """
         keys: list[Any] = []
-        args: list[Any] = [now_ms, window_ms]
-        for job_key, target, job_id, payload, due_ms, task in jobs:
+        args: list[Any] = [now_ms, min_window_ms]
+        for job_key, target, job_id, payload, due_ms, task, window_ms in jobs:
             keys.extend((job_key, target))
-            args.extend((job_id, payload, due_ms, task))
+            args.extend((job_id, payload, due_ms, task, window_ms))
         reply = self._call("enqueue", keys, args)
         return [(bool(created), _text(what)) for created, what in reply]
 

@@ -1,17 +1,20 @@
 -- enqueue: record each job and add it to its stream (or delayed set), unless a job with the
 -- same id is still live. Idempotent per job id, so a producer may resend after a timeout.
 -- KEYS pairs: job hash i, target key i (a stream, or a delayed set when due > 0)
--- ARGV[1] now ms, ARGV[2] dedup window ms (0: only while queued/scheduled/running/retrying)
--- ARGV then 4 per job: job id, payload, due ms (0 = now), task name
+-- ARGV[1] now ms, ARGV[2] smallest dedup window ms for every job (a resend's)
+-- ARGV then 5 per job: job id, payload, due ms (0 = now), task name, dedup window ms
+-- (0: only while queued/scheduled/running/retrying; else also a finished job enqueued
+-- less than that long ago)
 -- returns per job: {created 1/0, entry id or state of the existing job}
 local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
+local floor = tonumber(ARGV[2])
 local live = {queued = true, scheduled = true, running = true, retrying = true}
 local out = {}
 for i = 1, #KEYS / 2 do
   local job, target = KEYS[2 * i - 1], KEYS[2 * i]
-  local a = 2 + 4 * (i - 1)
+  local a = 2 + 5 * (i - 1)
   local payload, due, task = ARGV[a + 2], tonumber(ARGV[a + 3]), ARGV[a + 4]
+  local window = math.max(tonumber(ARGV[a + 5]), floor)
   local state = redis.call('HGET', job, 'state')
   local dup = false
   if state then

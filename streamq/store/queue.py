@@ -28,7 +28,8 @@ class QueueVerbs(StoreBase):
     ) -> list[tuple[bool, str]]:
         """Record and add jobs in one script call; per job (created, entry id or its state).
 
-        Idempotent per job id, so resending after a lost reply never duplicates a job.
+        Idempotent per job id, so resending after a lost reply never duplicates a job. Each
+        job's dedup window is its ``unique_ms``, at least ``window_ms`` (a resend's).
         """
         rows = [
             (
@@ -38,6 +39,7 @@ class QueueVerbs(StoreBase):
                 j.payload,
                 j.due_ms,
                 j.task,
+                j.unique_ms,
             )
             for j in jobs
         ]

@@ -296,7 +296,8 @@ class Worker:
     def _handle(self, item: Item) -> None:
         entry, env = item
         if isinstance(env, DecodeError):
-            self._record(self.outcomes.bury_raw(entry, env.reason, str(env)))
+            bury = self.outcomes.bury_raw(entry, env.reason, str(env), env.job_id, env.task)
+            self._record(bury, env.job_id or None)
             return
         task = self.app.tasks.get(env.task)
         if task is None:
