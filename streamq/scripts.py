@@ -86,6 +86,7 @@ class Scripts:
                 "replay",
                 "cancel",
                 "settle",
+                "group",
             )
         }
 
@@ -255,3 +256,10 @@ class Scripts:
     ) -> str:
         """Cancel a job; return cancelled, cancelling, its final state, or unknown."""
         return _text(self._call("cancel", [job_key, cancels], [job_id, now_ms, ttl_ms, channel]))
+
+    def group(self, streams: Sequence[str], group: str) -> list[str]:
+        """Create ``group`` on every stream unless another group reads one of them.
+
+        Returns the other groups' names (then nothing was created), or [] on success.
+        """
+        return sorted(_text(n) for n in self._call("group", streams, [group]))

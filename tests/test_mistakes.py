@@ -320,3 +320,22 @@ def test_unique_window_survives_path(app: streamq.App, queue: str, path: str) ->
     again = PATHS[path](app, job, {"job_id": "once", "unique_for_s": 3600})
     assert again.created is False
     assert PATHS[path](app, job, {"job_id": "once"}).created is True
+
+
+# -- consumer groups: refused without a trace ------------------------------------------------
+
+
+def test_second_group_is_refused_without_creating_anything(app: streamq.App, queue: str) -> None:
+    """A worker for a second group raises ConfigError and leaves no group behind."""
+    keys = QueueKeys(queue)
+    app.client().xgroup_create(keys.stream_for(0), "default", id="0", mkstream=True)
+    w = streamq.Worker(app, WorkerSettings(queues=(queue,), group="reporting", block_ms=10))
+    with pytest.raises(ConfigError, match=r"already has consumer group\(s\) \['default'\]"):
+        w.start()
+    for stream in keys.streams:
+        if app.client().exists(stream):
+            assert [g["name"] for g in app.client().xinfo_groups(stream)] == [b"default"]
+    streamq.Worker(app, WorkerSettings(queues=(queue,), block_ms=10)).start()
+    assert all(
+        [g["name"] for g in app.client().xinfo_groups(s)] == [b"default"] for s in keys.streams
+    )

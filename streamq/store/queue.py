@@ -62,27 +62,14 @@ class QueueVerbs(StoreBase):
         return [r.decode() if isinstance(r, bytes) else "" for r in replies]
 
     # -- consuming -------------------------------------------------------------------------
-    def ensure_group(self, keys: QueueKeys, group: str) -> None:
-        """Create the group on every priority stream if missing; start from the first entry."""
-        with wrapped("group create failed"):
-            for stream in keys.streams:
-                try:
-                    self.client.xgroup_create(stream, group, id="0", mkstream=True)
-                except redis.ResponseError as e:
-                    if "BUSYGROUP" not in str(e):
-                        raise
+    def ensure_group(self, keys: QueueKeys, group: str) -> list[str]:
+        """Create the group on every priority stream if missing, from the first entry.
 
-    def groups(self, keys: QueueKeys) -> list[str]:
-        """Names of the consumer groups on the queue's streams."""
-        names: set[str] = set()
-        with wrapped("group list failed"):
-            for stream in keys.streams:
-                try:
-                    info: Any = self.client.xinfo_groups(stream)
-                except redis.ResponseError:
-                    continue  # no stream yet
-                names.update(as_str(g["name"]) for g in info)
-        return sorted(names)
+        Returns the names of other groups on the queue, in which case nothing was created:
+        one group per queue (see ``lua/group.lua``).
+        """
+        with wrapped("group create failed"):
+            return self.scripts.group(keys.streams, group)
 
     def read(
         self,
@@ -108,6 +95,8 @@ class QueueVerbs(StoreBase):
             except redis.ResponseError as e:
                 if not no_group(e):
                     raise
+                # Redis lost the group (a restart without persistence). If another group
+                # took the queue since, nothing is created and this reads nothing.
                 for keys in {k for k, _ in streams}:
                     self.ensure_group(keys, group)
                 return []
