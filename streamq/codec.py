@@ -36,6 +36,7 @@ def encode(env: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
         PayloadTooLarge: the encoding is over ``max_bytes``.
         TypeError: an argument msgpack cannot represent (a naive datetime, an object).
     """
+    # "v" then "id" come first: lua/cancel.lua finds a job's delayed member by that prefix.
     doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "id": env.id,
@@ -63,6 +64,16 @@ def encode(env: Envelope, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"job {env.id} encodes to {len(data)} bytes, limit is {max_bytes}")
     return data
+
+
+def id_marker(job_id: str) -> bytes:
+    """The bytes right after the map header of every encoding of job ``job_id``.
+
+    Lets a script recognise a job's payload without decoding it (cmsgpack in Redis cannot
+    read bin or timestamp values, which arguments often hold).
+    """
+    parts: list[bytes] = [msgpack.packb(v, use_bin_type=True) for v in ("v", SCHEMA_VERSION, "id")]
+    return b"".join([*parts, msgpack.packb(job_id, use_bin_type=True)])
 
 
 def encode_result(value: object) -> bytes:

@@ -252,10 +252,19 @@ class Scripts:
         return int(self._call("replay", keys, args))
 
     def cancel(
-        self, job_key: str, cancels: str, job_id: str, now_ms: int, ttl_ms: int, channel: str
+        self,
+        keys: tuple[str, str, Sequence[str]],
+        job_id: str,
+        now_ms: int,
+        ttl_ms: int,
+        channel: str,
+        marker: bytes,
     ) -> str:
-        """Cancel a job; return cancelled, cancelling, its final state, or unknown."""
-        return _text(self._call("cancel", [job_key, cancels], [job_id, now_ms, ttl_ms, channel]))
+        """Cancel a job given (job key, cancels set, delayed sets) and its payload's
+        ``marker``; return cancelled, cancelling, its final state, or unknown."""
+        job_key, cancels, delayed = keys
+        args = [job_id, now_ms, ttl_ms, channel, marker]
+        return _text(self._call("cancel", [job_key, cancels, *delayed], args))
 
     def group(self, streams: Sequence[str], group: str) -> list[str]:
         """Create ``group`` on every stream unless another group reads one of them.

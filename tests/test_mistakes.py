@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -18,7 +21,8 @@ from streamq.job import Envelope
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
 from streamq.settings import WorkerSettings
 from streamq.store import NewJob
-from tests.helpers import entries
+from streamq.testing import RedisServer
+from tests.helpers import ROOT, entries
 
 
 def _drain(app: streamq.App, *queues: str) -> None:
@@ -339,3 +343,37 @@ def test_second_group_is_refused_without_creating_anything(app: streamq.App, que
     assert all(
         [g["name"] for g in app.client().xinfo_groups(s)] == [b"default"] for s in keys.streams
     )
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamq", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_unknown_log_level_is_a_usage_error() -> None:
+    """--log-level verbose exits 2 with argparse's message, not a KeyError traceback."""
+    out = _cli("--log-level", "verbose", "info")
+    assert out.returncode == 2
+    assert "invalid choice: 'verbose'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_global_options_are_accepted_after_the_command(
+    app: streamq.App, queue: str, redis_server: RedisServer
+) -> None:
+    """--redis-url, --log-format and --log-level work after the subcommand too."""
+    app.enqueue("t")
+    out = _cli("info", "--queue", queue, "--redis-url", redis_server.url, "--log-level", "WARNING")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["queued"] == 1
+    before = _cli("--redis-url", redis_server.url, "info", "--queue", queue, "--log-format", "json")
+    assert before.returncode == 0, before.stderr

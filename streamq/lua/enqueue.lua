@@ -6,6 +6,7 @@
 -- (0: only while queued/scheduled/running/retrying; else also a finished job enqueued
 -- less than that long ago)
 -- returns per job: {created 1/0, entry id or state of the existing job}
+-- A new record's attempt is 0: it counts attempts started, and none has yet.
 local now = tonumber(ARGV[1])
 local floor = tonumber(ARGV[2])
 local live = {queued = true, scheduled = true, running = true, retrying = true}
@@ -26,12 +27,12 @@ for i = 1, #KEYS / 2 do
   else
     if state then redis.call('DEL', job) end
     if due > 0 then
-      redis.call('HSET', job, 'id', ARGV[a + 1], 'state', 'scheduled', 'task', task, 'attempt', 1,
+      redis.call('HSET', job, 'id', ARGV[a + 1], 'state', 'scheduled', 'task', task, 'attempt', 0,
         'enqueued_ms', now, 'due_ms', due)
       redis.call('ZADD', target, due, payload)
       table.insert(out, {1, ''})
     else
-      redis.call('HSET', job, 'id', ARGV[a + 1], 'state', 'queued', 'task', task, 'attempt', 1,
+      redis.call('HSET', job, 'id', ARGV[a + 1], 'state', 'queued', 'task', task, 'attempt', 0,
         'enqueued_ms', now)
       table.insert(out, {1, redis.call('XADD', target, '*', 'j', payload)})
     end

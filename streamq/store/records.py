@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streamq.keys import QueueKeys
+from streamq import codec
+from streamq.keys import PRIORITY_LEVELS, QueueKeys
 from streamq.store.base import (
     DeadLetter,
     StoreBase,
@@ -34,7 +35,12 @@ class RecordVerbs(StoreBase):
         """Cancel a job; see ``lua/cancel.lua`` for what each outcome means."""
         with wrapped("cancel failed"):
             return self.scripts.cancel(
-                keys.job(job_id), keys.cancels, job_id, now_ms, ttl_ms, keys.done_channel(job_id)
+                (keys.job(job_id), keys.cancels, [keys.delayed_for(p) for p in PRIORITY_LEVELS]),
+                job_id,
+                now_ms,
+                ttl_ms,
+                keys.done_channel(job_id),
+                codec.id_marker(job_id),
             )
 
     def cancels(self, keys: QueueKeys) -> set[str]:
