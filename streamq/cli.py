@@ -168,14 +168,35 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     return 0 if all(r.get("ok", True) for r in rows) else EXIT_ERROR
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """The options every command takes, before or after its name.
+
+    The main parser holds the defaults; each subcommand's copy uses SUPPRESS, so it sets a
+    value only when given there and never resets one given before the command name.
+    """
+
+    def default(value: str | None) -> str | None:
+        return value if defaults else argparse.SUPPRESS
+
+    p.add_argument("--redis-url", default=default(None), help="overrides the app's URL")
+    p.add_argument("--log-format", choices=sq_logging.FORMATS, default=default("json"))
+    p.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=default("info"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="streamq", description="Job queue on Redis Streams.")
-    p.add_argument("--redis-url", default=None, help="overrides the app's URL")
-    p.add_argument("--log-format", choices=sq_logging.FORMATS, default="json")
-    p.add_argument("--log-level", default="info")
+    _global_options(p, defaults=True)
+    shared = argparse.ArgumentParser(add_help=False)
+    _global_options(shared, defaults=False)
     sub = p.add_subparsers(dest="command", required=True)
 
-    w = sub.add_parser("worker", help="run a supervised pool of worker processes")
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[shared])
+
+    w = add("worker", help="run a supervised pool of worker processes")
     w.add_argument("--app", required=True, help="module:attribute of your streamq.App")
     w.add_argument("--group", default="default", help="consumer group name")
     w.add_argument("--queue", action="append", default=[], help="repeatable; default: all")
@@ -188,34 +209,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.set_defaults(func=cmd_worker)
 
-    s = sub.add_parser("scheduler", help="promote delayed jobs (workers run one too)")
+    s = add("scheduler", help="promote delayed jobs (workers run one too)")
     s.add_argument("--app", default=None)
     s.add_argument("--queue", action="append", default=[])
     s.set_defaults(func=cmd_scheduler)
 
-    i = sub.add_parser("info", help="queue depth, pending per consumer, delayed, dead")
+    i = add("info", help="queue depth, pending per consumer, delayed, dead")
     i.add_argument("--app", default=None)
     i.add_argument("--queue", action="append", default=[])
     i.add_argument("--group", default="default")
     i.set_defaults(func=cmd_info)
 
-    c = sub.add_parser("cancel", help="cancel a job: it never runs, or is stopped if running")
+    c = add("cancel", help="cancel a job: it never runs, or is stopped if running")
     c.add_argument("job_id")
     c.add_argument("--app", default=None)
     c.add_argument("--queue", default=None, help="default: the app's default queue")
     c.set_defaults(func=cmd_cancel)
 
-    j = sub.add_parser("job", help="a job's status, attempts, timestamps, error, progress")
+    j = add("job", help="a job's status, attempts, timestamps, error, progress")
     j.add_argument("job_id")
     j.add_argument("--app", default=None)
     j.add_argument("--queue", default=None, help="default: the app's default queue")
     j.set_defaults(func=cmd_job)
 
-    doc = sub.add_parser("doctor", help="check Redis settings that decide what survives a crash")
+    doc = add("doctor", help="check Redis settings that decide what survives a crash")
     doc.add_argument("--app", default=None)
     doc.set_defaults(func=cmd_doctor)
 
-    d = sub.add_parser("dead", help="list, show, replay or purge dead letters")
+    d = add("dead", help="list, show, replay or purge dead letters")
     d.add_argument("action", choices=("list", "show", "replay", "purge"))
     d.add_argument("--app", default=None)
     d.add_argument("--queue", default=None, help="default: the app's default queue")

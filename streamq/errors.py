@@ -1,13 +1,14 @@
 """Every exception streamq raises, under one root so callers can catch them all.
 
     StreamqError
-    ├── ConfigError            a setting or argument that cannot work
-    ├── EnqueueError           a job that was not accepted
+    ├── ConfigError            a setting or option that cannot work (also per enqueue)
+    ├── EnqueueError           a job that was not accepted (Redis, arguments, encoding)
     │   └── PayloadTooLarge    its encoded size is over the limit
-    ├── DecodeError            bytes in Redis that are not a job we can read
+    ├── DecodeError            bytes in Redis that are not a job we can run
     ├── StreamqConnectionError Redis could not be reached, or the connection dropped
     ├── RedisCommandError      Redis refused a command (a bug, or keys changed under us)
     ├── JobFailed              a job whose result was asked for ended dead or cancelled
+    │   └── JobNotFound        it has no record: never enqueued, expired, or untracked
     └── ResultTimeout          its result did not come in time (also a TimeoutError)
 
 Raised inside a running task, as BaseException so ``except Exception`` does not swallow them:
@@ -29,10 +30,12 @@ class ConfigError(StreamqError):
 
 
 class EnqueueError(StreamqError):
-    """Redis did not confirm a job, after streamq's own resends (tracked jobs only).
+    """A job was not accepted: its arguments do not fit the task's signature or cannot be
+    encoded, or Redis did not confirm it after streamq's own resends (tracked jobs only).
 
-    The job may still exist: an attempt can time out after Redis ran it. Enqueue again with
-    the same ``job_id`` to be safe: a live job with that id is not duplicated.
+    After a Redis failure the job may still exist: an attempt can time out after Redis ran it.
+    Enqueue again with the same ``job_id`` to be safe: a live job with that id is not
+    duplicated.
     """
 
 
@@ -41,12 +44,20 @@ class PayloadTooLarge(EnqueueError):
 
 
 class DecodeError(StreamqError):
-    """Bytes that do not decode to a job; ``raw`` keeps them for the dead-letter stream."""
+    """Bytes that are not a job we can run; ``raw`` keeps them for the dead-letter stream.
 
-    def __init__(self, reason: str, message: str, raw: bytes) -> None:
+    ``job_id`` and ``task`` are set ('' otherwise) when the bytes still name the job, e.g. an
+    envelope with an out-of-range option: its record can then be marked dead too.
+    """
+
+    def __init__(
+        self, reason: str, message: str, raw: bytes, job_id: str = "", task: str = ""
+    ) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.raw = raw
+        self.job_id = job_id
+        self.task = task
 
 
 class StreamqConnectionError(StreamqError):
@@ -88,6 +99,16 @@ class JobFailed(StreamqError):
         self.error_type = error_type
         self.error_message = error_message
         self.traceback = traceback
+
+
+class JobNotFound(JobFailed):
+    """``result()`` found no record: a wrong id or queue, an expired record, or an untracked
+    job. A :class:`JobFailed` subclass, so code written before it existed still catches it."""
+
+    def __init__(self, job_id: str, queue: str) -> None:
+        reason = f"no record in queue {queue!r}: never enqueued there, expired, or untracked"
+        super().__init__(job_id, "unknown", reason)
+        self.queue = queue
 
 
 class ResultTimeout(StreamqError, TimeoutError):

@@ -50,6 +50,9 @@ class Envelope(NamedTuple):
     timeout_ms: int | None = None
     headers: Mapping[str, str] = _EMPTY
     tracked: bool = True
+    # Producer side only, never encoded: how long after it finished this job's id still
+    # refuses a new enqueue (``unique_for_s``), carried so ``prepare()`` + send keeps it.
+    unique_ms: int = 0
 
     def next_attempt(self) -> Envelope:
         """Return the envelope of the retry that follows this attempt."""

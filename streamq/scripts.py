@@ -34,6 +34,7 @@ SCRIPT_NAMES = (
     "define",
     "pause",
     "undefine",
+    "group",
 )
 
 
@@ -110,17 +111,18 @@ class Tick(NamedTuple):
 
 
 def enqueue(
-    jobs: Sequence[tuple[str, str, str, bytes, int, str]], now_ms: int, window_ms: int
+    jobs: Sequence[tuple[str, str, str, bytes, int, str, int]], now_ms: int, min_window_ms: int
 ) -> Call[list[tuple[bool, str]]]:
-    """Record and add jobs given as (job key, target key, id, payload, due ms, task).
+    """Record and add jobs given as (job key, target key, id, payload, due ms, task, dedup
+    window ms); every window is at least ``min_window_ms``.
 
     Replies (created, entry id or the existing job's state) per job.
     """
     keys: list[Any] = []
-    args: list[Any] = [now_ms, window_ms]
-    for job_key, target, job_id, payload, due_ms, task in jobs:
+    args: list[Any] = [now_ms, min_window_ms]
+    for job_key, target, job_id, payload, due_ms, task, window_ms in jobs:
         keys.extend((job_key, target))
-        args.extend((job_id, payload, due_ms, task))
+        args.extend((job_id, payload, due_ms, task, window_ms))
     return Call(
         lua("enqueue", keys, args),
         lambda reply: [(bool(created), _text(what)) for created, what in reply],
@@ -284,10 +286,26 @@ def replay(
 
 
 def cancel(
-    job_key: str, cancels: str, job_id: str, now_ms: int, ttl_ms: int, channel: str
+    keys: tuple[str, str, Sequence[str]],
+    job_id: str,
+    now_ms: int,
+    ttl_ms: int,
+    channel: str,
+    marker: bytes,
 ) -> Call[str]:
-    """Cancel a job: cancelled, cancelling, its final state, or unknown."""
-    return Call(lua("cancel", [job_key, cancels], [job_id, now_ms, ttl_ms, channel]), _text)
+    """Cancel a job given (job key, cancels set, delayed sets) and its payload's ``marker``:
+    cancelled, cancelling, its final state, or unknown."""
+    job_key, cancels, delayed = keys
+    args = [job_id, now_ms, ttl_ms, channel, marker]
+    return Call(lua("cancel", [job_key, cancels, *delayed], args), _text)
+
+
+def group(streams: Sequence[str], group: str) -> Call[list[str]]:
+    """Create ``group`` on every stream unless another group reads one of them.
+
+    Replies the other groups' names (then nothing was created), or [] on success.
+    """
+    return Call(lua("group", streams, [group]), lambda reply: sorted(_text(n) for n in reply))
 
 
 def tick(

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streamq import options
 from streamq.errors import ConfigError
-from streamq.job import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
+from streamq.job import PRIORITY_NORMAL
 
 # Records of jobs whose task this process does not know (by-name producers, dead letters
 # written for foreign tasks) live one day, the default result_ttl_s.
 DEFAULT_RECORD_TTL_MS = 86_400_000
 
-PRIORITIES = {"high": PRIORITY_HIGH, "normal": PRIORITY_NORMAL, "low": PRIORITY_LOW}
-
-
-def priority_value(priority: str | int) -> int:
-    """Map ``"high" | "normal" | "low"`` (or 0..2) to the integer stored in the envelope."""
-    if isinstance(priority, str):
-        if priority not in PRIORITIES:
-            raise ConfigError(f"unknown priority {priority!r}: use one of {sorted(PRIORITIES)}")
-        return PRIORITIES[priority]
-    if not PRIORITY_LOW <= priority <= PRIORITY_HIGH:
-        raise ConfigError(f"priority {priority} is outside {PRIORITY_LOW}..{PRIORITY_HIGH}")
-    return priority
+# One validation of job options for every door (see streamq.options); kept here by name too.
+priority_value = options.priority
+PRIORITIES = options.PRIORITIES
 
 
 def _positive(name: str, value: float) -> None:
@@ -100,14 +92,14 @@ class TaskOptions:
     track: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ConfigError("max_retries must be >= 0")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ConfigError("timeout_s must be positive (or None for no limit)")
-        if self.result_ttl_s < 0:
+        # The same checks as per-enqueue overrides, so a default is never refused later.
+        options.max_retries(self.max_retries)
+        options.timeout_ms(self.timeout_s)
+        options.backoff_ms("backoff_base_s", self.backoff_base_s)
+        options.backoff_ms("backoff_cap_s", self.backoff_cap_s)
+        options.priority(self.priority)
+        if not self.result_ttl_s >= 0:  # also refuses NaN
             raise ConfigError("result_ttl_s must be >= 0")
-        if self.backoff_base_s < 0 or self.backoff_cap_s < 0:
-            raise ConfigError("backoff_base_s and backoff_cap_s must be >= 0")
 
     @property
     def record_ttl_ms(self) -> int:

@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "backoff": 0,
     "clock": 0,
     "settings": 0,
+    "options": 0,
     "logging": 0,
     "cron": 0,
     "schedule": 0,

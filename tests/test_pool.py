@@ -312,6 +312,34 @@ def test_second_consumer_group_on_a_queue_is_refused(
     assert any("already has consumer group(s) ['default']" in line for line in pool.lines)
 
 
+def _groups(client: redis.Redis, queue: str) -> set[str]:
+    """Every consumer group on any priority stream of ``queue``."""
+    names: set[str] = set()
+    for stream in QueueKeys(queue).streams:
+        if client.exists(stream):
+            names |= {g["name"].decode() for g in client.xinfo_groups(stream)}
+    return names
+
+
+def test_refused_group_leaves_redis_as_it_found_it(
+    redis_server: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """A refused --group creates nothing, so the queue's own group starts normally after it."""
+    c = _client(redis_server)
+    with Pool(worker_env, processes=1) as pool:
+        wait_until(lambda: len(pool.events("worker.started")) == 1, 30)
+        pool.signal(signal.SIGTERM)
+        assert pool.wait(30) == 0
+    assert _groups(c, queue) == {"default"}
+    with Pool(worker_env, ["--group", "reporting"], processes=1) as pool:
+        assert pool.wait(30) == 1
+    assert _groups(c, queue) == {"default"}  # before: 'reporting' on every stream
+    with Pool(worker_env, processes=1) as pool:
+        wait_until(lambda: len(pool.events("worker.started")) == 1, 30)
+        pool.signal(signal.SIGTERM)
+        assert pool.wait(30) == 0
+
+
 def test_arguments_are_logged_only_when_asked(
     redis_server: RedisServer, queue: str, worker_env: dict[str, str]
 ) -> None:

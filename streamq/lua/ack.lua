@@ -57,8 +57,11 @@ for _, r in ipairs(retries) do
         redis.call('ZADD', KEYS[3], due, payload)
       end
       if job and redis.call('EXISTS', job) == 1 then
+        -- Waiting again: no worker holds it, and the failed run's progress is not its own
+        -- ('' is unset to readers; no HDEL, which the documented ACL does not grant).
         redis.call('HSET', job, 'state', due <= now and 'queued' or 'retrying', 'due_ms', due,
-          'error_type', r[5], 'error_message', r[6], 'traceback', r[7])
+          'error_type', r[5], 'error_message', r[6], 'traceback', r[7],
+          'progress', '', 'note', '', 'worker', '')
       end
     end
   end

@@ -13,7 +13,7 @@ for i = 1, #KEYS - 2 do
     if ARGV[a + 2] ~= '' then
       redis.call('DEL', KEYS[2 + i])
       redis.call('HSET', KEYS[2 + i], 'id', ARGV[a + 2], 'state', 'queued', 'task', ARGV[a + 3],
-        'attempt', 1, 'enqueued_ms', ARGV[1])
+        'attempt', 0, 'enqueued_ms', ARGV[1])
     end
     n = n + 1
   end

@@ -11,6 +11,10 @@ for i = 1, #KEYS do
   if redis.call('HGET', KEYS[i], 'entry') == ARGV[a] then
     local state = ARGV[a + 1]
     redis.call('HSET', KEYS[i], 'state', state)
+    if state == 'queued' then
+      -- Requeued: its worker is gone, and that run's progress with it ('' reads as unset).
+      redis.call('HSET', KEYS[i], 'progress', '', 'note', '', 'worker', '')
+    end
     if state == 'dead' then
       redis.call('HSET', KEYS[i], 'finished_ms', ARGV[1], 'reason', 'max_deliveries',
         'error_type', 'WorkerLost', 'dead_id', ARGV[a + 3])

@@ -24,8 +24,10 @@ for i = 1, (#KEYS - 1) / 2 do
     table.insert(out, 0)
   else
     if state then
+      -- A new run: an earlier run's progress and note would be read as this one's. Emptied
+      -- rather than deleted, so the documented ACL needs no HDEL; readers treat '' as unset.
       redis.call('HSET', job, 'state', 'running', 'started_ms', ARGV[3], 'worker', ARGV[2],
-        'attempt', attempt, 'entry', id)
+        'attempt', attempt, 'entry', id, 'progress', '', 'note', '')
     end
     table.insert(out, 1)
   end

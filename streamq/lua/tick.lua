@@ -51,11 +51,11 @@ local state = redis.call('HGET', job, 'state')
 if state then return {'duplicate', state} end
 local entry = ''
 if due > 0 then
-  redis.call('HSET', job, 'id', job_id, 'state', 'scheduled', 'task', ARGV[8], 'attempt', 1,
+  redis.call('HSET', job, 'id', job_id, 'state', 'scheduled', 'task', ARGV[8], 'attempt', 0,
     'enqueued_ms', now, 'due_ms', due)
   redis.call('ZADD', target, due, ARGV[6])
 else
-  redis.call('HSET', job, 'id', job_id, 'state', 'queued', 'task', ARGV[8], 'attempt', 1,
+  redis.call('HSET', job, 'id', job_id, 'state', 'queued', 'task', ARGV[8], 'attempt', 0,
     'enqueued_ms', now)
   entry = redis.call('XADD', target, '*', 'j', ARGV[6])
 end

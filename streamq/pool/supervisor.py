@@ -28,7 +28,7 @@ from streamq.settings import WorkerSettings
 from streamq.upkeep.periodic import Periodic
 from streamq.upkeep.reaper import Reaper
 from streamq.upkeep.scheduler import Scheduler
-from streamq.worker.loop import Worker, consumer_name
+from streamq.worker.loop import Worker, claim_queue, consumer_name
 from streamq.worker.slots import Slots
 
 log = structlog.get_logger("streamq.supervisor")
@@ -169,8 +169,7 @@ class Supervisor:
         while not self.state.stopping:
             try:
                 for keys in self.queues:
-                    self.app.store.ensure_group(keys, self.worker_settings.group)
-                    self._refuse_second_group(keys)
+                    claim_queue(self.app.store, keys, self.worker_settings.group)
             except ConfigError:
                 raise
             except StreamqError as e:
@@ -184,16 +183,6 @@ class Supervisor:
         for f in diagnose(self.app.store, self.app.settings, self.worker_settings.block_ms):
             if f.level != "ok":
                 self._log.warning("redis.settings_warning", check=f.check, message=f.message)
-
-    def _refuse_second_group(self, keys: QueueKeys) -> None:
-        """One group per queue: acked entries are deleted, so a second group would miss jobs."""
-        others = [g for g in self.app.store.groups(keys) if g != self.worker_settings.group]
-        if others:
-            raise ConfigError(
-                f"queue {keys.queue!r} already has consumer group(s) {others}; streamq deletes "
-                f"entries once processed, so each queue serves one group. Use that group, or "
-                f"remove it with XGROUP DESTROY {keys.stream} <group> if it is stale."
-            )
 
     def _finished(self) -> bool:
         if self.children:

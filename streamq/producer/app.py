@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 import redis
 
 from streamq import codec
+from streamq import options as check
 from streamq.clock import now_ms
 from streamq.errors import (
     ConfigError,
@@ -25,26 +26,13 @@ from streamq.producer.handle import Job
 from streamq.producer.periodic import Scheduling
 from streamq.producer.schedule import Schedule
 from streamq.producer.task import Task
-from streamq.settings import AppSettings, TaskOptions, priority_value
+from streamq.settings import AppSettings, TaskOptions
 from streamq.store import NewJob, Store, connect
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-
-
-def _delay_ms(delay: float | timedelta) -> int:
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if seconds < 0:
-        raise ConfigError(f"delay must be >= 0, got {seconds}s")
-    return int(seconds * 1000)
-
-
-def _at_ms(when: datetime) -> int:
-    if when.tzinfo is None:
-        raise ConfigError("enqueue_at needs a timezone-aware datetime (naive times are ambiguous)")
-    return int(when.timestamp() * 1000)
 
 
 class App(Scheduling):
@@ -117,7 +105,7 @@ class App(Scheduling):
             backoff_base_s=backoff_base_s,
             backoff_cap_s=backoff_cap_s,
             retry_on=retry_on,
-            priority=priority_value(priority),
+            priority=check.priority(priority),
             timeout_s=timeout_s,
             result_ttl_s=result_ttl_s,
             track=track,
@@ -173,31 +161,35 @@ class App(Scheduling):
         job_id: str | None = None,
         headers: Mapping[str, str] | None = None,
         tracked: bool | None = None,
+        unique_ms: int = 0,
     ) -> Envelope:
         """Build a job for ``task`` by name, without sending it.
 
-        ``job_id`` makes enqueueing idempotent: the same id is not enqueued twice while live.
+        ``job_id`` makes enqueueing idempotent: the same id is not enqueued twice while live;
+        ``unique_ms`` also while a finished job with that id was enqueued that recently.
+
+        Raises:
+            ConfigError: an option out of range (the checks of ``streamq/options.py``).
         """
         ts = now_ms()
         if tracked is None:
             known = self.tasks.get(task)
             tracked = known.options.track if known else True
-        if job_id is not None and not 0 < len(job_id) <= 200:
-            raise ConfigError("job_id must be 1 to 200 characters")
         return Envelope(
-            id=job_id or new_job_id(ts),
+            id=new_job_id(ts) if job_id is None else check.job_id(job_id),
             task=task,
             queue=check_queue_name(queue or self.settings.default_queue),
             args=list(args),
             kwargs=dict(kwargs or {}),
             enqueued_ms=ts,
-            priority=priority_value(priority),
-            max_retries=max_retries,
-            backoff_base_ms=backoff_base_ms,
-            backoff_cap_ms=backoff_cap_ms,
-            timeout_ms=timeout_ms,
+            priority=check.priority(priority),
+            max_retries=None if max_retries is None else check.max_retries(max_retries),
+            backoff_base_ms=check.envelope_ms("backoff_base_ms", backoff_base_ms, 0),
+            backoff_cap_ms=check.envelope_ms("backoff_cap_ms", backoff_cap_ms, 0),
+            timeout_ms=check.envelope_ms("timeout_ms", timeout_ms, 1),
             headers=dict(headers or {}),
             tracked=tracked,
+            unique_ms=check.envelope_ms("unique_ms", unique_ms, 0) or 0,
         )
 
     def enqueue(
@@ -211,15 +203,26 @@ class App(Scheduling):
         at: datetime | None = None,
         priority: str | int | None = None,
         max_retries: int | None = None,
+        backoff_base_s: float | None = None,
+        backoff_cap_s: float | None = None,
         timeout_s: float | None = None,
         job_id: str | None = None,
-        unique_for_s: float = 0,
+        unique_for_s: float | None = None,
     ) -> Job[Any]:
         """Enqueue ``task`` by name, for producers that do not import the task code.
 
-        The queue and priority default to the task's own when it is registered here.
+        The queue and priority default to the task's own when it is registered here. Options
+        are checked as in :meth:`Task.with_options`. Arguments are checked against the
+        function only when this App has the task registered: by name alone they cannot be.
+
+        Raises:
+            ConfigError: an option that cannot work (e.g. ``timeout_s=0``).
+            EnqueueError: arguments that do not fit a registered task, or Redis did not
+                confirm the job.
         """
         known = self.tasks.get(task)
+        if known is not None:
+            known.check_arguments(args, kwargs or {})
         env = self.envelope(
             task,
             args,
@@ -229,10 +232,17 @@ class App(Scheduling):
             if priority is not None
             else (known.options.priority if known else PRIORITY_NORMAL),
             max_retries=max_retries,
-            timeout_ms=int(timeout_s * 1000) if timeout_s else None,
+            backoff_base_ms=None
+            if backoff_base_s is None
+            else check.backoff_ms("backoff_base_s", backoff_base_s),
+            backoff_cap_ms=None
+            if backoff_cap_s is None
+            else check.backoff_ms("backoff_cap_s", backoff_cap_s),
+            timeout_ms=check.timeout_ms(timeout_s),
             job_id=job_id,
+            unique_ms=check.unique_ms(unique_for_s),
         )
-        return self.send(env, delay=delay, at=at, unique_for_s=unique_for_s)
+        return self.send(env, delay=delay, at=at)
 
     def enqueue_in(self, delay: float | timedelta, task: str, *a: Any, **kw: Any) -> Job[Any]:
         """Enqueue ``task`` by name to run after ``delay``."""
@@ -247,23 +257,27 @@ class App(Scheduling):
         env: Envelope,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
-        unique_for_s: float = 0,
+        unique_for_s: float | None = None,
     ) -> Job[Any]:
         """Send one prepared envelope, now or later.
 
         A lost connection is retried twice with the same job id: the enqueue script ignores
-        an id that is already live, so a resend never makes a second job.
+        an id that is already live, so a resend never makes a second job. ``unique_for_s``
+        replaces the envelope's own window (``with_options(unique_for_s=...)``) when given.
 
         Raises:
+            ConfigError: a negative delay, a naive ``at``, or a bad ``unique_for_s``.
             EnqueueError: Redis did not confirm it (see :class:`EnqueueError` on timeouts).
             PayloadTooLarge: the encoding is over ``max_payload_bytes``.
         """
         due = 0
         if at is not None:
-            due = _at_ms(at)
+            due = check.at_ms(at)
         elif delay is not None:
-            due = now_ms() + _delay_ms(delay)
-        (job,) = self._send_batch([env], None, due, int(unique_for_s * 1000))
+            due = now_ms() + check.delay_ms(delay)
+        if unique_for_s is not None:
+            env = env._replace(unique_ms=check.unique_ms(unique_for_s))
+        (job,) = self._send_batch([env], None, due)
         return job
 
     def enqueue_many(self, envelopes: Iterable[Envelope], batch_size: int = 1000) -> list[Job[Any]]:
@@ -288,12 +302,12 @@ class App(Scheduling):
         return Job(job_id, check_queue_name(queue or self.settings.default_queue), self)
 
     def _send_batch(
-        self, batch: list[Envelope], done: int | None, due_ms: int = 0, window_ms: int = 0
+        self, batch: list[Envelope], done: int | None, due_ms: int = 0
     ) -> list[Job[Any]]:
         """Send one script call's worth; ``done`` is None for a single send, else the count
         of jobs of this bulk call already enqueued (for the error message)."""
         new = [
-            NewJob(keys_of(e.queue), e.id, e.task, e.priority, self._encode(e), due_ms)
+            NewJob(keys_of(e.queue), e.id, e.task, e.priority, self._encode(e), due_ms, e.unique_ms)
             for e in batch
         ]
         tracked = [n for n, e in zip(new, batch, strict=True) if e.tracked]
@@ -305,10 +319,8 @@ class App(Scheduling):
                 if tracked:
                     # On a resend, a record created since the first try is our own lost
                     # reply's doing (even if that job already finished): not a new job.
-                    window = (
-                        window_ms if attempt == 0 else max(window_ms, now_ms() - first_try + 1000)
-                    )
-                    got = self.store.enqueue(tracked, now_ms(), window)
+                    floor = 0 if attempt == 0 else now_ms() - first_try + 1000
+                    got = self.store.enqueue(tracked, now_ms(), floor)
                     by_id.update(zip((n.job_id for n in tracked), got, strict=True))
                     tracked = []  # sent: a retry after a later failure must not resend
                 if plain:

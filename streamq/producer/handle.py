@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from streamq import codec
 from streamq.clock import now_ms
-from streamq.errors import JobFailed, ResultTimeout
+from streamq.errors import JobFailed, JobNotFound, ResultTimeout
 from streamq.job import Envelope
 from streamq.keys import keys_of
 from streamq.settings import DEFAULT_RECORD_TTL_MS
@@ -34,7 +34,13 @@ FINAL = frozenset({"succeeded", "dead", "cancelled"})
 
 @dataclass(frozen=True, slots=True)
 class JobInfo:
-    """What Redis knows about a job, for people and dashboards."""
+    """What Redis knows about a job, for people and dashboards.
+
+    ``attempt`` is the number of the latest attempt started: 0 until a worker first starts
+    the job (queued, scheduled), 1 during and after the first run, and so on. ``progress``,
+    ``note`` and ``worker`` belong to the current or last run; they are cleared when the job
+    waits again (a retry, a requeue after a lost worker).
+    """
 
     id: str
     status: str
@@ -111,7 +117,7 @@ class Job(Generic[R]):
             error_type=text("error_type"),
             error_message=text("error_message"),
             traceback=text("traceback"),
-            progress=float(r["progress"]) if "progress" in r else None,
+            progress=float(r["progress"]) if r.get("progress") else None,
             note=text("note"),
             cancel_requested="cancel_requested_ms" in r,
         )
@@ -120,7 +126,9 @@ class Job(Generic[R]):
         """Wait (pub/sub, no polling) for the job to finish and return its value.
 
         Raises:
-            JobFailed: it ended dead (with the remote error) or cancelled, or has no record.
+            JobNotFound: it has no record (wrong id or queue, expired, or untracked); a
+                JobFailed, so ``except JobFailed`` catches it too.
+            JobFailed: it ended dead (with the remote error) or cancelled.
             ResultTimeout: it did not finish within ``timeout_s``.
         """
         keys = keys_of(self.queue)
@@ -135,7 +143,9 @@ class Job(Generic[R]):
             waited = round(time.monotonic() - start, 3)
             raise ResultTimeout(f"job {self.id} not finished after {waited}s")
         r = seen["r"]
-        state = r.get("state", b"unknown").decode() if r else "unknown"
+        if not r:
+            raise JobNotFound(self.id, self.queue)
+        state = r.get("state", b"unknown").decode()
         if state == "succeeded":
             raw = r.get("result")
             return cast(R, codec.decode_result(raw) if raw else None)
@@ -143,7 +153,7 @@ class Job(Generic[R]):
         def text(name: str) -> str:
             return field_text(r, name)
 
-        reason = text("reason") or ("no record: expired or never existed" if not r else state)
+        reason = text("reason") or state
         raise JobFailed(
             self.id, state, reason, text("error_type"), text("error_message"), text("traceback")
         )

@@ -104,3 +104,4 @@ class NewJob:
     priority: int
     payload: bytes
     due_ms: int = 0  # 0: now, onto the stream; else into the delayed set
+    unique_ms: int = 0  # also refuse the id this long after a job with it was enqueued

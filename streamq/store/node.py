@@ -153,7 +153,6 @@ class Store(_Base):
     enqueue = _verb(queue.enqueue_plan, "enqueue failed")
     add = _verb(queue.add_plan, "enqueue failed")
     ensure_group = _verb(queue.ensure_group_plan, "group create failed")
-    groups = _verb(queue.groups_plan, "group list failed")
     read = _verb(queue.read_plan, "read failed")
     entry = _verb(queue.entry_plan, "entry read failed")
     start = _verb(queue.start_plan, "start failed")

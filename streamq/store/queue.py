@@ -13,14 +13,18 @@ from streamq import scripts
 from streamq.keys import QueueKeys
 from streamq.plan import Batch, Plan, cmd, each, no_group, one, refused
 from streamq.scripts import Finished, RetryRow
-from streamq.store.base import Entry, NewJob, as_str
+from streamq.store.base import Entry, NewJob
 
 
 # -- producing ---------------------------------------------------------------------------------
 def enqueue_plan(
     jobs: Sequence[NewJob], now_ms: int, window_ms: int = 0
 ) -> Plan[list[tuple[bool, str]]]:
-    """Record and add jobs in one script call; per job (created, entry id or its state)."""
+    """Record and add jobs in one script call; per job (created, entry id or its state).
+
+    Idempotent per job id, so resending after a lost reply never duplicates a job. Each job's
+    dedup window is its ``unique_ms``, at least ``window_ms`` (a resend's).
+    """
     rows = [
         (
             j.keys.job(j.job_id),
@@ -29,6 +33,7 @@ def enqueue_plan(
             j.payload,
             j.due_ms,
             j.task,
+            j.unique_ms,
         )
         for j in jobs
     ]
@@ -49,24 +54,13 @@ def add_plan(jobs: Sequence[NewJob]) -> Plan[list[str]]:
 
 
 # -- consuming ---------------------------------------------------------------------------------
-def ensure_group_plan(keys: QueueKeys, group: str) -> Plan[None]:
-    """Create the group on every priority stream if missing; start from the first entry."""
-    replies = yield Batch(
-        [cmd("XGROUP CREATE", s, group, "0", "MKSTREAM") for s in keys.streams], tolerant=True
-    )
-    for reply in replies:
-        if refused(reply) and "BUSYGROUP" not in str(reply):
-            raise reply
+def ensure_group_plan(keys: QueueKeys, group: str) -> Plan[list[str]]:
+    """Create the group on every priority stream if missing, from the first entry.
 
-
-def groups_plan(keys: QueueKeys) -> Plan[list[str]]:
-    """Names of the consumer groups on the queue's streams."""
-    replies = yield Batch([cmd("XINFO GROUPS", s) for s in keys.streams], tolerant=True)
-    names: set[str] = set()
-    for info in replies:
-        if not refused(info):  # no stream yet
-            names.update(as_str(g["name"]) for g in info)
-    return sorted(names)
+    Returns the names of other groups on the queue, in which case nothing was created: one
+    group per queue (see ``lua/group.lua``).
+    """
+    return one(scripts.group(keys.streams, group))
 
 
 def read_plan(
@@ -92,6 +86,8 @@ def read_plan(
     if refused(reply):
         if not no_group(reply):
             raise reply
+        # Redis lost the group (a restart without persistence). If another group took the
+        # queue since, nothing is created and this reads nothing.
         for keys in {k for k, _ in streams}:
             yield from ensure_group_plan(keys, group)
         return []

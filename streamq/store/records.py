@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streamq import scripts
-from streamq.keys import QueueKeys
+from streamq import codec, scripts
+from streamq.keys import PRIORITY_LEVELS, QueueKeys
 from streamq.plan import Batch, Plan, cmd, one
 from streamq.store.base import DeadLetter, as_str
 
@@ -28,7 +28,12 @@ def cancel_plan(keys: QueueKeys, job_id: str, now_ms: int, ttl_ms: int) -> Plan[
     """Cancel a job; see ``lua/cancel.lua`` for what each outcome means."""
     return one(
         scripts.cancel(
-            keys.job(job_id), keys.cancels, job_id, now_ms, ttl_ms, keys.done_channel(job_id)
+            (keys.job(job_id), keys.cancels, [keys.delayed_for(p) for p in PRIORITY_LEVELS]),
+            job_id,
+            now_ms,
+            ttl_ms,
+            keys.done_channel(job_id),
+            codec.id_marker(job_id),
         )
     )
 

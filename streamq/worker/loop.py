@@ -21,6 +21,7 @@ from streamq import codec
 from streamq.clock import now_ms
 from streamq.errors import (
     Cancelled,
+    ConfigError,
     DecodeError,
     RedisCommandError,
     StreamqConnectionError,
@@ -47,6 +48,19 @@ os.register_at_fork(after_in_child=reseed)
 
 class Interrupted(Exception):
     """Raised by a stop request while the worker is blocked in a read, to unblock it."""
+
+
+def claim_queue(store: Store, keys: QueueKeys, group: str) -> None:
+    """Create ``group`` on the queue, or raise ConfigError (creating nothing) if another
+    group serves it: entries are deleted once processed, so a second group would miss jobs.
+    """
+    others = store.ensure_group(keys, group)
+    if others:
+        raise ConfigError(
+            f"queue {keys.queue!r} already has consumer group(s) {others}; streamq deletes "
+            f"entries once processed, so each queue serves one group. Use that group, or "
+            f"remove it with XGROUP DESTROY {keys.stream} <group> if it is stale."
+        )
 
 
 def consumer_name() -> str:
@@ -119,11 +133,15 @@ class Worker:
         return self._outcomes
 
     def start(self) -> None:
-        """Create the consumer groups (idempotent), arm time limits, announce the worker."""
+        """Create the consumer groups (idempotent), arm time limits, announce the worker.
+
+        Raises:
+            ConfigError: another consumer group serves one of the queues.
+        """
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGALRM, self._on_alarm)
         for keys in self.queues:
-            self.store.ensure_group(keys, self.settings.group)
+            claim_queue(self.store, keys, self.settings.group)
         self._log.info(
             "worker.started",
             queues=list(self.settings.queues),
@@ -296,7 +314,8 @@ class Worker:
     def _handle(self, item: Item) -> None:
         entry, env = item
         if isinstance(env, DecodeError):
-            self._record(self.outcomes.bury_raw(entry, env.reason, str(env)))
+            bury = self.outcomes.bury_raw(entry, env.reason, str(env), env.job_id, env.task)
+            self._record(bury, env.job_id or None)
             return
         task = self.app.tasks.get(env.task)
         if task is None:

@@ -183,8 +183,15 @@ class Outcomes:
         )
         return lambda: self.store.bury(entry, self.group, env.id, now, ttl, fields)
 
-    def bury_raw(self, entry: Entry, reason: str, message: str) -> Op:
-        """Dead-letter an entry we cannot decode, keeping its bytes as they were."""
+    def bury_raw(
+        self, entry: Entry, reason: str, message: str, job_id: str = "", task: str = ""
+    ) -> Op:
+        """Dead-letter an entry we cannot run, keeping its bytes as they were.
+
+        With ``job_id`` (the bytes still name the job, e.g. an out-of-range option) its
+        record is made final too, so ``result()`` ends with JobFailed instead of waiting on a
+        job that stays queued forever.
+        """
         raw = entry.payload if entry.payload is not None else msgpack.packb(entry.fields)
         now = now_ms()
         fields: dict[str, Any] = {
@@ -196,9 +203,15 @@ class Outcomes:
             "worker": self.consumer,
             "dead_ms": now,
         }
+        if job_id:
+            fields.update(job_id=job_id, task=task)
+        known = self.app.tasks.get(task) if task else None
+        ttl = known.options.record_ttl_ms if known else DEFAULT_RECORD_TTL_MS
         self.log.error(
             "job.dead_lettered",
             entry_id=entry.id.decode(),
+            job_id=job_id or None,
+            task=task or None,
             queue=entry.keys.queue,
             outcome="dead",
             reason=reason,
@@ -206,4 +219,4 @@ class Outcomes:
             error_message=message,
             payload_bytes=len(raw),
         )
-        return lambda: self.store.bury(entry, self.group, "", now, DEFAULT_RECORD_TTL_MS, fields)
+        return lambda: self.store.bury(entry, self.group, job_id, now, ttl, fields)
