@@ -10,15 +10,37 @@ from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationWrongNumberOfArgsError,
+    AuthorizationError,
+    InvalidResponse,
+    NoPermissionError,
+)
 from redis.retry import Retry
 
-from streamq.errors import ConfigError, RedisCommandError, StreamqConnectionError
+from streamq.errors import (
+    ConfigError,
+    RedisCommandError,
+    RedisSetupError,
+    StreamqConnectionError,
+    StreamqError,
+)
 from streamq.keys import QueueKeys
 from streamq.scripts import Scripts
 from streamq.settings import TlsSettings
 
 REAPER_CONSUMER = "streamq-reaper"
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.error)
+# Mistakes that waiting does not fix. redis-py makes WRONGPASS/NOAUTH a ConnectionError, so
+# these are matched before _CONN_ERRORS; NOPERM is a ResponseError.
+_SETUP_ERRORS: tuple[tuple[type[Exception], str, str], ...] = (
+    (redis.AuthenticationError, "auth", "Redis refused the credentials in the URL"),
+    (AuthenticationWrongNumberOfArgsError, "auth", "Redis refused the credentials in the URL"),
+    (AuthorizationError, "permission", "the Redis user lacks a permission streamq needs"),
+    (NoPermissionError, "permission", "the Redis user lacks a permission streamq needs"),
+    (InvalidResponse, "protocol", "the server at this URL does not speak the Redis protocol"),
+)
+_SETUP_KINDS = tuple(kind for kind, _, _ in _SETUP_ERRORS)
 
 
 class Entry(NamedTuple):
@@ -60,10 +82,24 @@ class QueueStats:
     consumers: dict[str, int]  # consumer name -> pending entries
 
 
+def setup_error(what: str, e: Exception) -> RedisSetupError | None:
+    """The :class:`RedisSetupError` for ``e`` if it is a credentials, permission or protocol
+    mistake, else None."""
+    for kind, cause, text in _SETUP_ERRORS:
+        if isinstance(e, kind):
+            return RedisSetupError(cause, f"{what}: {text}: {type(e).__name__}: {e}")
+    return None
+
+
 @contextmanager
 def wrapped(what: str) -> Iterator[None]:
+    """Turn redis-py's errors into streamq's (see :mod:`streamq.errors`)."""
     try:
         yield
+    except StreamqError:
+        raise  # already ours: a verb called inside another verb's block (result waits)
+    except _SETUP_KINDS as e:
+        raise (setup_error(what, e) or RedisCommandError(f"{what}: {e}")) from e
     except _CONN_ERRORS as e:
         raise StreamqConnectionError(f"{what}: {type(e).__name__}: {e}") from e
     except redis.ResponseError as e:

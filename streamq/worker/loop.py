@@ -33,7 +33,7 @@ from streamq.scripts import Finished, RetryRow
 from streamq.settings import WorkerSettings
 from streamq.store import Entry, Store
 from streamq.worker.batch import Item, decode_all, next_count, weighted_order
-from streamq.worker.context import _current
+from streamq.worker.context import Progress, _current
 from streamq.worker.outcomes import Op, Outcomes, Retrying, job_fields, reseed
 from streamq.worker.slots import Running, Slots
 
@@ -78,6 +78,7 @@ class Worker:
         self._slots, self._slot = slots, slot
         self._store: Store | None = None
         self._outcomes: Outcomes | None = None
+        self._progress: Progress | None = None
         self._count = 1
         # Outcomes waiting for the next flush, per stream: finished entries, and failed
         # ones' next attempts (both written by one ack script call).
@@ -117,6 +118,13 @@ class Worker:
                 self.settings.log_args,
             )
         return self._outcomes
+
+    @property
+    def progress(self) -> Progress:
+        """Progress writes of the jobs this worker runs (kept while Redis is away)."""
+        if self._progress is None:
+            self._progress = Progress(self.store)
+        return self._progress
 
     def start(self) -> None:
         """Create the consumer groups (idempotent), arm time limits, announce the worker."""
@@ -308,7 +316,7 @@ class Worker:
         if timeout_ms is None and opts.timeout_s:
             timeout_ms = int(opts.timeout_s * 1000)
         started = time.perf_counter()
-        token = _current.set((env, self.store))
+        token = _current.set((env, self.progress))
         # The supervisor needs the slot to cancel (tracked jobs) or time out a job; an
         # untracked job without a limit skips it, the cheapest path for high volume.
         watched = self._slots is not None and (env.tracked or timeout_ms)
@@ -406,8 +414,13 @@ class Worker:
         return self._acks.setdefault((entry.keys, entry.priority), ([], []))
 
     def _flush(self) -> None:
-        """Record finished and failed entries: one script call per stream."""
+        """Record finished and failed entries: one script call per stream.
+
+        Progress kept during an outage is written first, while the jobs are still running.
+        """
         self._last_flush = time.perf_counter()
+        if self._progress is not None:
+            self._progress.flush()
         while self._acks:
             (keys, priority), (done, retries) = next(iter(self._acks.items()))
             # Removed only after Redis took them: an outage keeps them for the retry.
