@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 import streamq
 from streamq.errors import StreamqConnectionError
+from streamq.pool.supervisor import EXIT_REDIS_REFUSED
 from streamq.settings import AppSettings, WorkerSettings
-from streamq.testing import RedisServer, wait_until
+from streamq.testing import RedisServer, free_port, wait_until
 from tests.faults.proxy import CutProxy
+from tests.helpers import Pool
 
 
 @pytest.fixture
@@ -58,3 +65,147 @@ def test_progress_during_a_redis_blip_never_fails_the_job(
     assert job.result(timeout_s=1) == "done", job.info()
     info = job.info()
     assert (info.progress, info.note) == (0.5, "halfway")
+
+
+class NotRedis:
+    """A TCP server that answers every connection like a web server: a URL that is not Redis."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port: int = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """A ``redis://`` URL pointing at it."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                with contextlib.suppress(OSError):
+                    conn.settimeout(2)
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        """Stop listening."""
+        self.sock.close()
+
+
+@pytest.fixture
+def not_redis() -> Iterator[NotRedis]:
+    """A listener on a free port that answers, but not in the Redis protocol."""
+    server = NotRedis()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def locked_redis() -> Iterator[RedisServer]:
+    """A private server that requires a password (``s3cret``)."""
+    with RedisServer(args=["--requirepass", "s3cret"]) as server:
+        yield server
+
+
+def test_enqueue_to_a_server_that_is_not_redis_raises_enqueue_error_once(
+    not_redis: NotRedis, queue: str
+) -> None:
+    """A URL that answers but is not Redis: EnqueueError naming the cause, no resend."""
+    app = streamq.App(not_redis.url, AppSettings(default_queue=queue))
+    with pytest.raises(streamq.EnqueueError, match="does not speak the Redis protocol") as info:
+        app.enqueue("anything")
+    assert isinstance(info.value.__cause__, streamq.RedisSetupError)
+    assert info.value.__cause__.cause == "protocol"
+    assert not_redis.accepted == 1
+
+
+def test_enqueue_with_a_wrong_password_raises_enqueue_error_without_resends(
+    locked_redis: RedisServer, queue: str
+) -> None:
+    """A wrong password: EnqueueError naming the cause after one connection, not three."""
+    admin = redis.Redis(port=locked_redis.port, password="s3cret")
+    before = int(admin.info("stats")["total_connections_received"])
+    url = locked_redis.url.replace("redis://", "redis://:wrong@")
+    app = streamq.App(url, AppSettings(default_queue=queue))
+    with pytest.raises(streamq.EnqueueError, match="refused the credentials") as info:
+        app.enqueue("anything")
+    assert isinstance(info.value.__cause__, streamq.RedisSetupError)
+    assert info.value.__cause__.cause == "auth"
+    assert int(admin.info("stats")["total_connections_received"]) - before == 1
+    admin.close()
+
+
+def _refusal_ends_pool(pool: Pool, lines_max: int) -> None:
+    """The pool exits at once with the named code, one clear line, and no flood."""
+    assert pool.wait(20) == EXIT_REDIS_REFUSED
+    events = pool.events()  # every line is JSON: no traceback
+    refused = pool.events("supervisor.redis_refused")
+    assert len(refused) == 1, refused
+    assert refused[0]["exit_code"] == EXIT_REDIS_REFUSED
+    assert len(events) <= lines_max, [e["event"] for e in events]
+
+
+def test_pool_with_a_wrong_password_stops_with_its_exit_code(
+    locked_redis: RedisServer, queue: str, worker_env: dict[str, str]
+) -> None:
+    """Wrong credentials are not an outage: the pool stops with exit code 4, never spawning."""
+    worker_env["STREAMQ_REDIS_URL"] = locked_redis.url.replace("redis://", "redis://:wrong@")
+    with Pool(worker_env, processes=2) as pool:
+        _refusal_ends_pool(pool, lines_max=4)
+        assert not pool.events("worker.spawned")
+        assert pool.events("supervisor.redis_refused")[0]["cause"] == "auth"
+
+
+def test_pool_on_a_server_that_is_not_redis_stops_with_its_exit_code(
+    not_redis: NotRedis, queue: str, worker_env: dict[str, str]
+) -> None:
+    """A URL that is not Redis: exit code 4 and one line, no traceback."""
+    worker_env["STREAMQ_REDIS_URL"] = not_redis.url
+    with Pool(worker_env, processes=2) as pool:
+        _refusal_ends_pool(pool, lines_max=4)
+        assert pool.events("supervisor.redis_refused")[0]["cause"] == "protocol"
+
+
+@pytest.mark.slow
+def test_password_set_under_a_running_pool_stops_it_without_restarts(
+    queue: str, worker_env: dict[str, str]
+) -> None:
+    """Workers refused mid-run exit with code 4; the supervisor stops the pool, no restarts."""
+    with RedisServer() as server:
+        worker_env["STREAMQ_REDIS_URL"] = server.url
+        with Pool(worker_env, processes=2) as pool:
+            wait_until(lambda: len(pool.events("worker.started")) == 2, 30)
+            admin = redis.Redis(port=server.port)
+            admin.config_set("requirepass", "s3cret")
+            with contextlib.suppress(redis.ConnectionError):
+                admin.client_kill_filter(_type="normal")
+            _refusal_ends_pool(pool, lines_max=30)
+            assert len(pool.events("worker.spawned")) == 2
+            for line in pool.events("worker.redis_refused"):
+                assert line["cause"] == "auth"
+
+
+def test_sigterm_while_waiting_for_redis_at_start_exits_0_at_once(
+    queue: str, worker_env: dict[str, str]
+) -> None:
+    """A stop before the pool is up spawns nothing and exits 0 at once."""
+    worker_env["STREAMQ_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    with Pool(worker_env, processes=2) as pool:
+        wait_until(lambda: pool.events("supervisor.redis_failed"), 30)
+        started = time.monotonic()
+        pool.signal(signal.SIGTERM)
+        assert pool.wait(10) == 0
+        assert time.monotonic() - started < 2
+        assert not pool.events("worker.spawned")
+        assert pool.events("supervisor.stopped")[0]["exit_code"] == 0

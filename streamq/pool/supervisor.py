@@ -13,13 +13,15 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 
-from streamq.clock import now_ms
-from streamq.errors import ConfigError, StreamqError
+from streamq.clock import monotonic_ms, now_ms
+from streamq.errors import ConfigError, RedisSetupError, StreamqError
 from streamq.keys import QueueKeys
 from streamq.ops.doctor import diagnose
+from streamq.outage import Outage
 from streamq.pool.process import die_with_parent
 from streamq.pool.watch import JobWatch
 from streamq.producer.app import App
@@ -31,10 +33,15 @@ from streamq.worker.slots import Slots
 
 log = structlog.get_logger("streamq.supervisor")
 
+T = TypeVar("T")
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_FORCED = 3  # the grace period ran out, or a second signal: in-flight jobs were killed
+# Redis refused the credentials or a permission, or the URL is not Redis: waiting will not
+# fix it, so the pool stops instead of restarting workers.
+EXIT_REDIS_REFUSED = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,88 +85,120 @@ class Supervisor:
         self.queues = [QueueKeys(q) for q in worker.queues]
         self.slots = Slots(pool.processes)
         self._log = log.bind(group=worker.group, pid=os.getpid())
+        self._outages: dict[str, Outage] = {}  # loop name -> its view of Redis
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
         """Start the pool and supervise it; blocks until it has stopped."""
-        sel, rfd, wfd = self._install_signals()
-        store = self.app.store
-        scheduler = Scheduler(store, self.queues)
-        reaper = Reaper(store, self.queues, self.worker_settings.group, self.app.settings)
-        self._reaper = reaper
-        watch = JobWatch(self.app, self.worker_settings, self.queues, self.slots, self._log)
-        touch_every = min(self._vt_s() / 3, 5.0)
+        self._sel, self._rfd, wfd = self._install_signals()
         try:
-            self._ensure_groups()
-            self._safe(self._warn_settings)
-            self._log.info(
-                "supervisor.started",
-                processes=self.pool.processes,
-                queues=list(self.worker_settings.queues),
-            )
-            for slot in range(self.pool.processes):
-                self._spawn(slot)
-            now = time.monotonic()
-            next_sched = next_reap = next_touch = next_prune = next_watch = now
-            leases_fresh = False
-            while True:
-                self._reap_children()
-                if self._finished():
-                    break
-                self._escalate()
-                now = time.monotonic()
-                self._restart_due(now)
-                if not self.state.stopping and now >= next_sched:
-                    wake_ms = scheduler.run(now_ms())
-                    next_sched = now + max(0, wake_ms - now_ms()) / 1000
-                if now >= next_touch:
-                    leases_fresh = self._touch_leases()
-                    next_touch = now + touch_every
-                if not self.state.stopping and now >= next_reap:
-                    # After an outage our children's leases lapsed with everyone's: renew them
-                    # before taking anything back, or a live worker's finished (not yet acked)
-                    # jobs would go to another worker and run twice.
-                    if not leases_fresh:
-                        leases_fresh = self._touch_leases()
-                        next_touch = now + touch_every
-                    more = leases_fresh and reaper.run(now_ms())
-                    next_reap = now + (0.01 if more else self.pool.reap_interval_s)
-                if now >= next_prune:
-                    self._safe(reaper.prune)
-                    next_prune = now + self.pool.prune_interval_s
-                if now >= next_watch:
-                    self._safe(
-                        lambda: watch.check((c.slot, c.pid) for c in list(self.children.values()))
-                    )
-                    next_watch = now + 0.1
-                timeout = max(0.0, min(next_sched, next_reap, next_touch, next_watch) - now)
-                self._wait(sel, rfd, timeout)
+            code = self._start()
+            if code is None:
+                self._supervise()
+                code = self._fatal or (
+                    EXIT_FORCED if self.state.signals > 1 or self._killed else EXIT_OK
+                )
         finally:
             signal.set_wakeup_fd(-1)
-            os.close(rfd)
+            os.close(self._rfd)
             os.close(wfd)
-        code = EXIT_FORCED if self.state.signals > 1 or self._killed else EXIT_OK
         self._log.info("supervisor.stopped", exit_code=code)
         return code
 
     _killed = False
+    _fatal = 0  # EXIT_REDIS_REFUSED once Redis refused us: the pool stops, nothing restarts
+
+    def _start(self) -> int | None:
+        """Create the groups and fork the workers; an exit code if the pool never came up."""
+        try:
+            self._ensure_groups()
+        except RedisSetupError as e:
+            self._refused(str(e), cause=e.cause)
+            return EXIT_REDIS_REFUSED
+        if self.state.stopping:
+            return EXIT_OK  # stopped while waiting for Redis: nothing started, nothing to drain
+        self._guard("settings", self._warn_settings, None, fatal=False)
+        self._log.info(
+            "supervisor.started",
+            processes=self.pool.processes,
+            queues=list(self.worker_settings.queues),
+        )
+        for slot in range(self.pool.processes):
+            self._spawn(slot)
+        return None
+
+    def _supervise(self) -> None:
+        """Run the upkeep ticks and restart dead children until the pool has stopped."""
+        scheduler = Scheduler(self.app.store, self.queues)
+        self._reaper = Reaper(
+            self.app.store, self.queues, self.worker_settings.group, self.app.settings
+        )
+        watch = JobWatch(self.app, self.worker_settings, self.queues, self.slots, self._log)
+        touch_every = min(self._vt_s() / 3, 5.0)
+        now = time.monotonic()
+        next_sched = next_reap = next_touch = next_prune = next_watch = now
+        leases_fresh = False
+        while True:
+            self._reap_children()
+            if self._finished():
+                return
+            self._escalate()
+            now = time.monotonic()
+            self._restart_due(now)
+            if not self.state.stopping and now >= next_sched:
+                # After a failure, try again in a second.
+                wake_ms = self._guard(
+                    "scheduler",
+                    lambda: scheduler.run_once(now_ms()),
+                    now_ms() + 1000,
+                    event="scheduler.failed",
+                )
+                next_sched = now + max(0, wake_ms - now_ms()) / 1000
+            if now >= next_touch:
+                leases_fresh = self._touch_leases()
+                next_touch = now + touch_every
+            if not self.state.stopping and now >= next_reap:
+                # After an outage our children's leases lapsed with everyone's: renew them
+                # before taking anything back, or a live worker's finished (not yet acked)
+                # jobs would go to another worker and run twice.
+                if not leases_fresh:
+                    leases_fresh = self._touch_leases()
+                    next_touch = now + touch_every
+                more = leases_fresh and self._guard(
+                    "reaper", lambda: self._reaper.run_once(now_ms()), False, event="reaper.failed"
+                )
+                next_reap = now + (0.01 if more else self.pool.reap_interval_s)
+            if now >= next_prune:
+                self._guard("prune", self._reaper.prune, None)
+                next_prune = now + self.pool.prune_interval_s
+            if now >= next_watch:
+                self._guard(
+                    "watch",
+                    lambda: watch.check((c.slot, c.pid) for c in list(self.children.values())),
+                    None,
+                )
+                next_watch = now + 0.1
+            timeout = max(0.0, min(next_sched, next_reap, next_touch, next_watch) - now)
+            self._wait(timeout)
 
     def _ensure_groups(self) -> None:
-        """Create the groups before anything reads them; wait out a Redis that is not up yet."""
+        """Create the groups before anything reads them; wait out a Redis that is not up yet.
+
+        A signal ends the wait at once (the selector wakes on it).
+        """
         delay = 0.1
+
+        def create() -> bool:
+            for keys in self.queues:
+                self.app.store.ensure_group(keys, self.worker_settings.group)
+                self._refuse_second_group(keys)
+            return True
+
         while not self.state.stopping:
-            try:
-                for keys in self.queues:
-                    self.app.store.ensure_group(keys, self.worker_settings.group)
-                    self._refuse_second_group(keys)
-            except ConfigError:
-                raise
-            except StreamqError as e:
-                self._log.warning("supervisor.redis_failed", error_message=str(e), retry_s=delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            return
+            if self._guard("start", create, False, retry_s=delay, fatal=False):
+                return
+            self._wait(delay)
+            delay = min(delay * 2, 5.0)
 
     def _warn_settings(self) -> None:
         for f in diagnose(self.app.store, self.app.settings, self.worker_settings.block_ms):
@@ -184,10 +223,11 @@ class Supervisor:
         # burst: children exit 0 once the queues are drained; nothing left to restart
         return self.worker_settings.burst and not self.state.restarts
 
-    def _wait(self, sel: selectors.BaseSelector, rfd: int, timeout: float) -> None:
-        for _key, _ in sel.select(timeout):
+    def _wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout``; a signal (through the wakeup fd) ends it early."""
+        for _key, _ in self._sel.select(timeout):
             with contextlib.suppress(BlockingIOError):
-                os.read(rfd, 512)
+                os.read(self._rfd, 512)
 
     # -- signals ---------------------------------------------------------------------------
     def _install_signals(self) -> tuple[selectors.BaseSelector, int, int]:
@@ -264,10 +304,15 @@ class Supervisor:
             exit_code=code,
             lived_s=round(lived, 3),
         )
+        if code == EXIT_REDIS_REFUSED:
+            self._refused(
+                "a worker exited because Redis refused it (see its worker.redis_refused line)",
+                child_pid=child.pid,
+            )
         if code != 0:
             # Its process is gone, so nothing it held can finish: requeue it now rather
             # than after the visibility timeout (counted as a delivery).
-            self._safe(lambda: self._reaper.abandon(child.consumer, now_ms()))
+            self._guard("requeue", lambda: self._reaper.abandon(child.consumer, now_ms()), None)
         if self.state.stopping or (self.worker_settings.burst and code == 0):
             return
         failures = self.state.failures.get(child.slot, 0)
@@ -302,20 +347,87 @@ class Supervisor:
         """
         min_idle = int(self._vt_s() * 1000 / 3)
 
-        def touch() -> None:
+        def touch() -> bool:
             for child in list(self.children.values()):
                 for keys in self.queues:
                     self.app.store.touch(keys, self.worker_settings.group, child.consumer, min_idle)
+            return True
 
-        return self._safe(touch)
+        return self._guard("lease", touch, False)
 
-    def _safe(self, fn: Callable[[], object]) -> bool:
+    def _guard(
+        self,
+        loop: str,
+        fn: Callable[[], T],
+        failed: T,
+        event: str = "supervisor.redis_failed",
+        fatal: bool = True,
+        **fields: object,
+    ) -> T:
+        """Run one tick of ``loop``; on a Redis failure log ``event`` when the loop loses Redis
+        and at most every 10 s after (see :mod:`streamq.outage`), and ``redis.reconnected``
+        once it is back.
+
+        Args:
+            loop: the loop's name, logged as ``loop``.
+            fn: the tick.
+            failed: what to return if the tick failed.
+            event: the failure line's event name.
+            fatal: a :class:`RedisSetupError` stops the pool (else it is logged like the rest).
+            fields: more fields for the failure line.
+
+        Returns:
+            What ``fn`` returned, or ``failed``.
+
+        Raises:
+            RedisSetupError: from the start-up loop (``fatal=False``, ``loop="start"``).
+        """
+        tracker = self._outages.setdefault(loop, Outage())
         try:
-            fn()
+            value = fn()
+        except RedisSetupError as e:
+            if loop == "start":
+                raise
+            if fatal:
+                self._refused(str(e), cause=e.cause)
+                return failed
+            self._log.warning(event, loop=loop, error_message=str(e))
+            return failed
+        except ConfigError:
+            raise
         except StreamqError as e:
-            self._log.warning("supervisor.redis_failed", error_message=str(e))
-            return False
-        return True
+            notice = tracker.failed(monotonic_ms())
+            if notice is not None:
+                self._log.warning(
+                    event,
+                    loop=loop,
+                    error_message=str(e),
+                    down_ms=notice.down_ms,
+                    failures=notice.failures,
+                    **fields,
+                )
+            return failed
+        down_ms = tracker.succeeded(monotonic_ms())
+        if down_ms is not None:
+            self._log.info("redis.reconnected", loop=loop, down_ms=down_ms)
+        return value
+
+    def _refused(self, message: str, **fields: object) -> None:
+        """Redis refused us (credentials, permissions, not Redis): stop the pool, once."""
+        if self._fatal:
+            return
+        self._fatal = EXIT_REDIS_REFUSED
+        self._log.error(
+            "supervisor.redis_refused",
+            error_message=message,
+            exit_code=EXIT_REDIS_REFUSED,
+            **fields,
+        )
+        if not self.state.stopping:
+            self.state.stopping = True
+            self.state.deadline = time.monotonic() + self.pool.grace_s
+            self.state.restarts.clear()
+            self._signal_children(signal.SIGTERM)
 
 
 def _child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots, slot: int) -> int:
@@ -332,6 +444,17 @@ def _child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots,
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGUSR1, lambda *_: worker.on_cancel_signal())
         code = worker.run(lambda: os.getppid() == parent)
+    except RedisSetupError as e:
+        # A mistake to fix, not a crash: one line, no traceback, and a code the supervisor
+        # knows not to restart on.
+        log.error(
+            "worker.redis_refused",
+            consumer=consumer,
+            pid=os.getpid(),
+            cause=e.cause,
+            error_message=str(e),
+        )
+        code = EXIT_REDIS_REFUSED
     except BaseException:
         log.exception("worker.crashed", consumer=consumer)
     return code

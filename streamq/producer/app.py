@@ -17,6 +17,7 @@ from streamq.errors import (
     ConfigError,
     EnqueueError,
     RedisCommandError,
+    RedisSetupError,
     StreamqConnectionError,
 )
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
@@ -252,7 +253,8 @@ class App:
         an id that is already live, so a resend never makes a second job.
 
         Raises:
-            EnqueueError: Redis did not confirm it (see :class:`EnqueueError` on timeouts).
+            EnqueueError: Redis did not confirm it (see :class:`EnqueueError` on timeouts), or
+                refused the credentials or a permission, or the URL is not Redis (no resend).
             PayloadTooLarge: the encoding is over ``max_payload_bytes``.
         """
         due = 0
@@ -322,8 +324,9 @@ class App:
                     )
                     raise EnqueueError(f"{what}: {e}") from e
                 time.sleep(0.05 * 4**attempt)
-            except RedisCommandError as e:
-                # OOM (maxmemory reached), READONLY replica after a failover.
+            except (RedisCommandError, RedisSetupError) as e:
+                # OOM (maxmemory reached), READONLY replica after a failover; or credentials,
+                # a permission or a server that is not Redis: resending cannot help.
                 what = "not enqueued" if done is None else f"bulk enqueue stopped after {done} jobs"
                 raise EnqueueError(f"{what}: {e}") from e
         replies = [by_id[e.id] for e in batch]
