@@ -14,6 +14,7 @@ import redis
 
 import streamq
 from streamq.errors import StreamqConnectionError
+from streamq.outage import Outage
 from streamq.pool.supervisor import EXIT_REDIS_REFUSED
 from streamq.settings import AppSettings, WorkerSettings
 from streamq.testing import RedisServer, free_port, wait_until
@@ -92,11 +93,10 @@ class NotRedis:
             except OSError:
                 return
             self.accepted += 1
-            with conn:
-                with contextlib.suppress(OSError):
-                    conn.settimeout(2)
-                    conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(2)
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
     def close(self) -> None:
         """Stop listening."""
@@ -209,3 +209,52 @@ def test_sigterm_while_waiting_for_redis_at_start_exits_0_at_once(
         assert time.monotonic() - started < 2
         assert not pool.events("worker.spawned")
         assert pool.events("supervisor.stopped")[0]["exit_code"] == 0
+
+
+def test_outage_tracker_logs_loss_reminders_and_return() -> None:
+    """One notice when Redis is lost, reminders at most every 10 s, the downtime when back."""
+    outage = Outage()
+    assert outage.succeeded(0) is None
+    first = outage.failed(1_000)
+    assert first is not None and first.first and first.down_ms == 0
+    assert [outage.failed(t) for t in range(1_100, 11_000, 100)] == [None] * 99
+    reminder = outage.failed(11_000)
+    assert reminder is not None and not reminder.first
+    assert (reminder.down_ms, reminder.failures) == (10_000, 100)
+    assert outage.failed(12_000) is None
+    assert outage.succeeded(12_500) == 11_500
+    assert not outage.down
+    again = outage.failed(13_000)
+    assert again is not None and again.first
+
+
+@pytest.mark.slow
+def test_an_outage_logs_a_line_per_loop_not_a_flood(queue: str, worker_env: dict[str, str]) -> None:
+    """Redis away for 3 s: each loop logs its loss once and its return once, with group and pid."""
+    with RedisServer() as server:
+        worker_env["STREAMQ_REDIS_URL"] = server.url
+        with Pool(worker_env, processes=1) as pool:
+            wait_until(lambda: pool.events("worker.started"), 30)
+            server.kill()
+            wait_until(lambda: pool.events("redis.connection_lost"), 10)
+            until = time.monotonic() + 3  # an observation window: the flood was 10 lines/s
+            wait_until(lambda: time.monotonic() >= until, 10)
+            server.restart()
+            wait_until(lambda: len(pool.events("redis.reconnected")) >= 3, 30)
+            wait_until(
+                lambda: len({e.get("loop") for e in pool.events("redis.reconnected")}) >= 3, 30
+            )
+    failures = [
+        e
+        for e in pool.events()
+        if e["event"]
+        in ("supervisor.redis_failed", "scheduler.failed", "reaper.failed", "redis.connection_lost")
+    ]
+    by_loop: dict[tuple[str, object], int] = {}
+    for e in failures:
+        assert e["group"] == "default" and isinstance(e["pid"], int), e
+        key = (e["event"], e.get("loop"))
+        by_loop[key] = by_loop.get(key, 0) + 1
+    assert by_loop and max(by_loop.values()) == 1, by_loop
+    for e in pool.events("redis.reconnected"):
+        assert e["down_ms"] >= 2500, e
