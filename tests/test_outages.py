@@ -8,12 +8,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
 
 import streamq
 from streamq.errors import StreamqConnectionError
+from streamq.keys import QueueKeys
 from streamq.outage import Outage
 from streamq.pool.supervisor import EXIT_REDIS_REFUSED
 from streamq.settings import AppSettings, WorkerSettings
@@ -216,16 +218,20 @@ def test_outage_tracker_logs_loss_reminders_and_return() -> None:
     outage = Outage()
     assert outage.succeeded(0) is None
     first = outage.failed(1_000)
-    assert first is not None and first.first and first.down_ms == 0
+    assert first is not None
+    assert first.first
+    assert first.down_ms == 0
     assert [outage.failed(t) for t in range(1_100, 11_000, 100)] == [None] * 99
     reminder = outage.failed(11_000)
-    assert reminder is not None and not reminder.first
+    assert reminder is not None
+    assert not reminder.first
     assert (reminder.down_ms, reminder.failures) == (10_000, 100)
     assert outage.failed(12_000) is None
     assert outage.succeeded(12_500) == 11_500
     assert not outage.down
     again = outage.failed(13_000)
-    assert again is not None and again.first
+    assert again is not None
+    assert again.first
 
 
 @pytest.mark.slow
@@ -252,9 +258,94 @@ def test_an_outage_logs_a_line_per_loop_not_a_flood(queue: str, worker_env: dict
     ]
     by_loop: dict[tuple[str, object], int] = {}
     for e in failures:
-        assert e["group"] == "default" and isinstance(e["pid"], int), e
+        assert e["group"] == "default", e
+        assert isinstance(e["pid"], int), e
         key = (e["event"], e.get("loop"))
         by_loop[key] = by_loop.get(key, 0) + 1
-    assert by_loop and max(by_loop.values()) == 1, by_loop
+    assert by_loop
+    assert max(by_loop.values()) == 1, by_loop
     for e in pool.events("redis.reconnected"):
         assert e["down_ms"] >= 2500, e
+
+
+def test_many_result_waiters_share_one_connection(redis_server: RedisServer, queue: str) -> None:
+    """120 threads wait on results while others enqueue, with 8 connections: all arrive."""
+    app = streamq.App(redis_server.url, AppSettings(default_queue=queue, max_connections=8))
+
+    @app.task
+    def double(x: int) -> int:
+        return x * 2
+
+    jobs = [double.enqueue(i) for i in range(120)]
+    results: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def wait_for(i: int) -> None:
+        try:
+            results[i] = jobs[i].result(timeout_s=60)
+        except BaseException as e:
+            errors.append(e)
+
+    def enqueue_more(start: int) -> None:
+        try:
+            for i in range(start, start + 25):
+                double.enqueue(i)
+        except BaseException as e:
+            errors.append(e)
+
+    waiters = [threading.Thread(target=wait_for, args=(i,)) for i in range(120)]
+    for t in waiters:
+        t.start()
+    admin = redis.Redis(port=redis_server.port)
+    channels = [QueueKeys(queue).done_channel(j.id) for j in jobs]
+
+    def all_subscribed() -> bool:
+        counts: Any = admin.pubsub_numsub(*channels)
+        return all(n == 1 for _, n in counts)
+
+    wait_until(all_subscribed, 30)
+    pubsub_clients: Any = admin.client_list(_type="pubsub")
+    assert len(pubsub_clients) == 1
+    producers = [threading.Thread(target=enqueue_more, args=(s,)) for s in range(1000, 1100, 25)]
+    for t in producers:
+        t.start()
+    worker = streamq.Worker(app, WorkerSettings(queues=(queue,), block_ms=20))
+    worker.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(lambda: not stop.is_set(),))
+    runner.start()
+    try:
+        for t in producers + waiters:
+            t.join(90)
+    finally:
+        stop.set()
+        runner.join(30)
+        admin.close()
+    assert not errors, errors[:3]
+    assert results == {i: i * 2 for i in range(120)}
+
+
+def test_result_waiter_rides_out_an_outage_and_sees_a_finish_it_missed(
+    app: streamq.App, queue: str, proxy: CutProxy
+) -> None:
+    """A job finishing while the waiter is cut off is seen after the listener reconnects."""
+
+    @app.task
+    def double(x: int) -> int:
+        return x * 2
+
+    job = double.enqueue(21)
+    handle = streamq.App(proxy.url, AppSettings(default_queue=queue)).job(job.id)
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(handle.result(timeout_s=30)))
+    waiter.start()
+    admin = app.client()
+    channel = QueueKeys(queue).done_channel(job.id)
+    wait_until(lambda: admin.pubsub_numsub(channel)[0][1] == 1, 10)
+    proxy.cut()
+    worker = streamq.Worker(app, WorkerSettings(queues=(queue,), block_ms=20))
+    worker.start()
+    wait_until(lambda: worker.run_once() == 0 and job.status() == "succeeded", 10)
+    proxy.restore()
+    waiter.join(30)
+    assert got == [42]

@@ -140,7 +140,12 @@ class App:
         pid = os.getpid()
         if self._store is None or self._store_pid != pid or self._store_url != self.redis_url:
             self._store = Store(
-                connect(self.redis_url, self.settings.socket_timeout_s, self.settings.tls)
+                connect(
+                    self.redis_url,
+                    self.settings.socket_timeout_s,
+                    self.settings.tls,
+                    self.settings.max_connections,
+                )
             )
             self._store_pid = pid
             self._store_url = self.redis_url
@@ -149,7 +154,9 @@ class App:
     def new_store(self, socket_timeout_s: float | None = None) -> Store:
         """A store on its own connection, for a loop that blocks (worker reads)."""
         timeout = socket_timeout_s or self.settings.socket_timeout_s
-        return Store(connect(self.redis_url, timeout, self.settings.tls))
+        return Store(
+            connect(self.redis_url, timeout, self.settings.tls, self.settings.max_connections)
+        )
 
     def client(self) -> redis.Redis:
         """The raw redis-py client, for tests and tools that inspect Redis directly."""

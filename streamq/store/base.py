@@ -28,6 +28,7 @@ from streamq.errors import (
 from streamq.keys import QueueKeys
 from streamq.scripts import Scripts
 from streamq.settings import TlsSettings
+from streamq.store.listener import DoneListener
 
 REAPER_CONSUMER = "streamq-reaper"
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.error)
@@ -121,15 +122,22 @@ def no_group(e: redis.ResponseError) -> bool:
 
 
 def connect(
-    url: str, socket_timeout_s: float = 10.0, tls: TlsSettings | None = None
+    url: str,
+    socket_timeout_s: float = 10.0,
+    tls: TlsSettings | None = None,
+    max_connections: int = 50,
 ) -> redis.Redis:
     """Return a client for ``url`` (no I/O yet) with timeouts and no hidden retries.
 
     redis-py's own retry is off: a retried XADD after a timeout could add a job twice, so the
-    caller decides what a failure means. ``tls`` applies to ``rediss://`` URLs.
+    caller decides what a failure means. ``tls`` applies to ``rediss://`` URLs. At most
+    ``max_connections`` are open at once; a thread that finds them all busy waits for one
+    (up to the socket timeout) instead of failing.
     """
     if socket_timeout_s <= 0:
         raise ConfigError("socket_timeout_s must be positive")
+    if max_connections < 1:
+        raise ConfigError("max_connections must be at least 1")
     extra: dict[str, Any] = {}
     if url.startswith("rediss://") and tls is not None:
         extra = {
@@ -138,15 +146,18 @@ def connect(
             "ssl_keyfile": tls.keyfile,
             "ssl_check_hostname": tls.check_hostname,
         }
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
         **extra,
+        max_connections=max_connections,
+        timeout=socket_timeout_s,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=min(socket_timeout_s, 5.0),
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
         decode_responses=False,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +173,10 @@ class NewJob:
 
 
 class StoreBase:
-    """One Redis client and its registered scripts; the verb mixins build on it."""
+    """One Redis client, its registered scripts and its result listener (started only on the
+    first result wait); the verb mixins build on it."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.scripts = Scripts(client)
+        self.listener = DoneListener(client)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,24 +52,11 @@ class RecordVerbs(StoreBase):
     ) -> bool:
         """Block (pub/sub, no polling) until the job is final or ``timeout_s`` passes.
 
-        Subscribes first and checks ``is_done`` after, so a finish in between is not missed.
+        Waits through this process's one shared listener (:mod:`streamq.store.listener`), so
+        many waiting threads hold one connection, not one each. ``is_done`` is checked after
+        registering and again on every wake-up, so a finish in between is not missed.
         """
-        deadline = time.monotonic() + timeout_s
-        with wrapped("result wait failed"):
-            pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]  # untyped in redis-py
-                ignore_subscribe_messages=True
-            )
-            try:
-                pubsub.subscribe(keys.done_channel(job_id))
-                while True:
-                    if is_done():
-                        return True
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    pubsub.get_message(timeout=left)
-            finally:
-                pubsub.close()
+        return self.listener.wait(keys.done_channel(job_id), timeout_s, is_done)
 
     # -- dead letters ----------------------------------------------------------------------
     def dead_list(self, keys: QueueKeys, start: str = "-", count: int = 100) -> list[DeadLetter]:
