@@ -11,37 +11,42 @@ import os
 import selectors
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import structlog
 
-from streamq.clock import monotonic_ms, now_ms
-from streamq.errors import ConfigError, RedisSetupError, StreamqError
+from streamq.clock import now_ms
+from streamq.errors import ConfigError, RedisSetupError
 from streamq.keys import QueueKeys
 from streamq.ops.doctor import diagnose
-from streamq.outage import Outage
-from streamq.pool.process import die_with_parent
+from streamq.pool.child import child_main
+from streamq.pool.codes import (  # re-exported: the CLI and scripts import them from here
+    EXIT_ERROR,
+    EXIT_FORCED,
+    EXIT_OK,
+    EXIT_REDIS_REFUSED,
+    EXIT_USAGE,
+)
+from streamq.pool.guard import Guard
 from streamq.pool.watch import JobWatch
 from streamq.producer.app import App
 from streamq.settings import WorkerSettings
 from streamq.upkeep.reaper import Reaper
 from streamq.upkeep.scheduler import Scheduler
-from streamq.worker.loop import Worker, consumer_name
+from streamq.worker.loop import consumer_name
 from streamq.worker.slots import Slots
 
 log = structlog.get_logger("streamq.supervisor")
 
-T = TypeVar("T")
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_FORCED = 3  # the grace period ran out, or a second signal: in-flight jobs were killed
-# Redis refused the credentials or a permission, or the URL is not Redis: waiting will not
-# fix it, so the pool stops instead of restarting workers.
-EXIT_REDIS_REFUSED = 4
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FORCED",
+    "EXIT_OK",
+    "EXIT_REDIS_REFUSED",
+    "EXIT_USAGE",
+    "PoolSettings",
+    "Supervisor",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,7 @@ class Supervisor:
         self.queues = [QueueKeys(q) for q in worker.queues]
         self.slots = Slots(pool.processes)
         self._log = log.bind(group=worker.group, pid=os.getpid())
-        self._outages: dict[str, Outage] = {}  # loop name -> its view of Redis
+        self._guard = Guard(self._log, lambda e: self._refused(str(e), cause=e.cause))
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -274,7 +279,7 @@ class Supervisor:
         self.slots.clear(slot)
         pid = os.fork()
         if pid == 0:  # child
-            os._exit(_child_main(self.app, self.worker_settings, consumer, self.slots, slot))
+            os._exit(child_main(self.app, self.worker_settings, consumer, self.slots, slot))
         self.children[pid] = _Child(slot, pid, consumer, time.monotonic())
         self._log.info("worker.spawned", slot=slot, child_pid=pid, consumer=consumer)
 
@@ -355,63 +360,6 @@ class Supervisor:
 
         return self._guard("lease", touch, False)
 
-    def _guard(
-        self,
-        loop: str,
-        fn: Callable[[], T],
-        failed: T,
-        event: str = "supervisor.redis_failed",
-        fatal: bool = True,
-        **fields: object,
-    ) -> T:
-        """Run one tick of ``loop``; on a Redis failure log ``event`` when the loop loses Redis
-        and at most every 10 s after (see :mod:`streamq.outage`), and ``redis.reconnected``
-        once it is back.
-
-        Args:
-            loop: the loop's name, logged as ``loop``.
-            fn: the tick.
-            failed: what to return if the tick failed.
-            event: the failure line's event name.
-            fatal: a :class:`RedisSetupError` stops the pool (else it is logged like the rest).
-            fields: more fields for the failure line.
-
-        Returns:
-            What ``fn`` returned, or ``failed``.
-
-        Raises:
-            RedisSetupError: from the start-up loop (``fatal=False``, ``loop="start"``).
-        """
-        tracker = self._outages.setdefault(loop, Outage())
-        try:
-            value = fn()
-        except RedisSetupError as e:
-            if loop == "start":
-                raise
-            if fatal:
-                self._refused(str(e), cause=e.cause)
-                return failed
-            self._log.warning(event, loop=loop, error_message=str(e))
-            return failed
-        except ConfigError:
-            raise
-        except StreamqError as e:
-            notice = tracker.failed(monotonic_ms())
-            if notice is not None:
-                self._log.warning(
-                    event,
-                    loop=loop,
-                    error_message=str(e),
-                    down_ms=notice.down_ms,
-                    failures=notice.failures,
-                    **fields,
-                )
-            return failed
-        down_ms = tracker.succeeded(monotonic_ms())
-        if down_ms is not None:
-            self._log.info("redis.reconnected", loop=loop, down_ms=down_ms)
-        return value
-
     def _refused(self, message: str, **fields: object) -> None:
         """Redis refused us (credentials, permissions, not Redis): stop the pool, once."""
         if self._fatal:
@@ -428,33 +376,3 @@ class Supervisor:
             self.state.deadline = time.monotonic() + self.pool.grace_s
             self.state.restarts.clear()
             self._signal_children(signal.SIGTERM)
-
-
-def _child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots, slot: int) -> int:
-    """Entry point of a forked worker process; returns its exit code."""
-    code = EXIT_ERROR
-    try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        # Ctrl-C reaches the whole process group; the supervisor drains us with SIGTERM.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        die_with_parent(signal.SIGTERM)
-        parent = os.getppid()
-        worker = Worker(app, settings, consumer, slots, slot)
-        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-        signal.signal(signal.SIGUSR1, lambda *_: worker.on_cancel_signal())
-        code = worker.run(lambda: os.getppid() == parent)
-    except RedisSetupError as e:
-        # A mistake to fix, not a crash: one line, no traceback, and a code the supervisor
-        # knows not to restart on.
-        log.error(
-            "worker.redis_refused",
-            consumer=consumer,
-            pid=os.getpid(),
-            cause=e.cause,
-            error_message=str(e),
-        )
-        code = EXIT_REDIS_REFUSED
-    except BaseException:
-        log.exception("worker.crashed", consumer=consumer)
-    return code
