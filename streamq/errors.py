@@ -6,6 +6,10 @@
     │   └── PayloadTooLarge    its encoded size is over the limit
     ├── DecodeError            bytes in Redis that are not a job we can run
     ├── StreamqConnectionError Redis could not be reached, or the connection dropped
+    │                          (also a builtin ConnectionError, so retry_on=(ConnectionError,)
+    │                          covers it)
+    ├── RedisSetupError        wrong credentials or permissions, or a URL that is not Redis:
+    │                          a mistake to fix, never waited out like an outage
     ├── RedisCommandError      Redis refused a command (a bug, or keys changed under us)
     ├── JobFailed              a job whose result was asked for ended dead or cancelled
     │   └── JobNotFound        it has no record: never enqueued, expired, or untracked
@@ -60,8 +64,26 @@ class DecodeError(StreamqError):
         self.task = task
 
 
-class StreamqConnectionError(StreamqError):
-    """Redis could not be reached, or the connection dropped mid-command."""
+class StreamqConnectionError(StreamqError, ConnectionError):
+    """Redis could not be reached, or the connection dropped mid-command.
+
+    Also a builtin :class:`ConnectionError`, so a task with
+    ``retry_on=(ConnectionError, TimeoutError)`` retries a job that failed on a Redis blip.
+    """
+
+
+class RedisSetupError(StreamqError):
+    """Redis refused our credentials or permissions, or the server does not speak Redis.
+
+    Waiting does not fix these (WRONGPASS, NOAUTH, NOPERM, a protocol error), so nothing
+    resends or reconnects on them: enqueue raises :class:`EnqueueError` at once and a worker
+    pool stops with its own exit code. ``cause`` is ``"auth"``, ``"permission"`` or
+    ``"protocol"``.
+    """
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class RedisCommandError(StreamqError):

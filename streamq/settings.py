@@ -64,6 +64,9 @@ class AppSettings:
     default_queue: str = "default"
     max_payload_bytes: int = 1024 * 1024
     socket_timeout_s: float = 10.0
+    # Connections one process opens to Redis at most (redis-py's pool); a thread that finds
+    # them all busy waits for one, up to socket_timeout_s. Result waiters share one.
+    max_connections: int = 50
     queues: dict[str, QueueSettings] = field(default_factory=dict)
     default_queue_settings: QueueSettings = field(default_factory=QueueSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
@@ -71,6 +74,8 @@ class AppSettings:
     def __post_init__(self) -> None:
         _positive("max_payload_bytes", self.max_payload_bytes)
         _positive("socket_timeout_s", self.socket_timeout_s)
+        if self.max_connections < 1:
+            raise ConfigError(f"max_connections must be at least 1, got {self.max_connections}")
 
     def for_queue(self, queue: str) -> QueueSettings:
         """The settings of ``queue``, falling back to the defaults."""

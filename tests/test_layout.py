@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "codec": 0,
     "backoff": 0,
     "clock": 0,
+    "outage": 0,
     "settings": 0,
     "options": 0,
     "logging": 0,

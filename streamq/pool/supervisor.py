@@ -12,31 +12,43 @@ import os
 import selectors
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 
 from streamq.clock import now_ms
-from streamq.errors import ConfigError, StreamqError
+from streamq.errors import RedisSetupError
 from streamq.keys import QueueKeys
 from streamq.ops.doctor import diagnose
-from streamq.pool.process import die_with_parent
+from streamq.pool.child import child_main
+from streamq.pool.codes import (  # re-exported: the CLI and scripts import them from here
+    EXIT_ERROR,
+    EXIT_FORCED,
+    EXIT_OK,
+    EXIT_REDIS_REFUSED,
+    EXIT_USAGE,
+)
+from streamq.pool.guard import Guard
 from streamq.pool.watch import JobWatch
 from streamq.producer.app import App
 from streamq.settings import WorkerSettings
 from streamq.upkeep.periodic import Periodic
 from streamq.upkeep.reaper import Reaper
 from streamq.upkeep.scheduler import Scheduler
-from streamq.worker.loop import Worker, claim_queue, consumer_name
+from streamq.worker.loop import claim_queue, consumer_name
 from streamq.worker.slots import Slots
 
 log = structlog.get_logger("streamq.supervisor")
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_FORCED = 3  # the grace period ran out, or a second signal: in-flight jobs were killed
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FORCED",
+    "EXIT_OK",
+    "EXIT_REDIS_REFUSED",
+    "EXIT_USAGE",
+    "PoolSettings",
+    "Supervisor",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,104 +92,136 @@ class Supervisor:
         self.queues = [QueueKeys(q) for q in worker.queues]
         self.slots = Slots(pool.processes)
         self._log = log.bind(group=worker.group, pid=os.getpid())
+        self._guard = Guard(self._log, lambda e: self._refused(str(e), cause=e.cause))
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
         """Start the pool and supervise it; blocks until it has stopped."""
-        sel, rfd, wfd = self._install_signals()
-        store = self.app.store
-        timers = self._timers()
-        reaper = Reaper(store, self.queues, self.worker_settings.group, self.app.settings)
-        self._reaper = reaper
-        watch = JobWatch(self.app, self.worker_settings, self.queues, self.slots, self._log)
-        touch_every = min(self._vt_s() / 3, 5.0)
+        self._sel, self._rfd, wfd = self._install_signals()
         try:
-            self._ensure_groups()
-            self._safe(self._warn_settings)
-            self._log.info(
-                "supervisor.started",
-                processes=self.pool.processes,
-                queues=list(self.worker_settings.queues),
-            )
-            for slot in range(self.pool.processes):
-                self._spawn(slot)
-            now = time.monotonic()
-            next_sched = next_reap = next_touch = next_prune = next_watch = now
-            leases_fresh = False
-            while True:
-                self._reap_children()
-                if self._finished():
-                    break
-                self._escalate()
-                now = time.monotonic()
-                self._restart_due(now)
-                if not self.state.stopping and now >= next_sched:
-                    wake_ms = timers(now_ms())
-                    next_sched = now + max(0, wake_ms - now_ms()) / 1000
-                if now >= next_touch:
-                    leases_fresh = self._touch_leases()
-                    next_touch = now + touch_every
-                if not self.state.stopping and now >= next_reap:
-                    # After an outage our children's leases lapsed with everyone's: renew them
-                    # before taking anything back, or a live worker's finished (not yet acked)
-                    # jobs would go to another worker and run twice.
-                    if not leases_fresh:
-                        leases_fresh = self._touch_leases()
-                        next_touch = now + touch_every
-                    more = leases_fresh and reaper.run(now_ms())
-                    next_reap = now + (0.01 if more else self.pool.reap_interval_s)
-                if now >= next_prune:
-                    self._safe(reaper.prune)
-                    next_prune = now + self.pool.prune_interval_s
-                if now >= next_watch:
-                    self._safe(
-                        lambda: watch.check((c.slot, c.pid) for c in list(self.children.values()))
-                    )
-                    next_watch = now + 0.1
-                timeout = max(0.0, min(next_sched, next_reap, next_touch, next_watch) - now)
-                self._wait(sel, rfd, timeout)
+            code = self._start()
+            if code is None:
+                self._supervise()
+                code = self._fatal or (
+                    EXIT_FORCED if self.state.signals > 1 or self._killed else EXIT_OK
+                )
         finally:
             signal.set_wakeup_fd(-1)
-            os.close(rfd)
+            os.close(self._rfd)
             os.close(wfd)
-        code = EXIT_FORCED if self.state.signals > 1 or self._killed else EXIT_OK
         self._log.info("supervisor.stopped", exit_code=code)
         return code
 
     _killed = False
+    _fatal = 0  # EXIT_REDIS_REFUSED once Redis refused us: the pool stops, nothing restarts
 
-    def _timers(self) -> Callable[[int], int]:
-        """One step of delayed-job promotion and periodic ticks; returns when the next is due.
+    def _start(self) -> int | None:
+        """Create the groups and fork the workers; an exit code if the pool never came up."""
+        try:
+            self._ensure_groups()
+        except RedisSetupError as e:
+            self._refused(str(e), cause=e.cause)
+            return EXIT_REDIS_REFUSED
+        if self.state.stopping:
+            return EXIT_OK  # stopped while waiting for Redis: nothing started, nothing to drain
+        self._guard("settings", self._warn_settings, None, fatal=False)
+        self._log.info(
+            "supervisor.started",
+            processes=self.pool.processes,
+            queues=list(self.worker_settings.queues),
+        )
+        for slot in range(self.pool.processes):
+            self._spawn(slot)
+        return None
 
-        The periodic loop writes our code's schedules to Redis on its first step.
-        """
+    def _supervise(self) -> None:
+        """Run the upkeep ticks and restart dead children until the pool has stopped."""
         scheduler = Scheduler(self.app.store, self.queues)
+        periodic = self._periodic()
+        self._reaper = Reaper(
+            self.app.store, self.queues, self.worker_settings.group, self.app.settings
+        )
+        watch = JobWatch(self.app, self.worker_settings, self.queues, self.slots, self._log)
+        touch_every = min(self._vt_s() / 3, 5.0)
+        now = time.monotonic()
+        next_sched = next_reap = next_touch = next_prune = next_watch = now
+        leases_fresh = False
+        while True:
+            self._reap_children()
+            if self._finished():
+                return
+            self._escalate()
+            now = time.monotonic()
+            self._restart_due(now)
+            if not self.state.stopping and now >= next_sched:
+                # Periodic ticks first: their lateness is what users see. After a failure,
+                # try again in a second.
+                wake_ms = min(
+                    self._guard(
+                        "periodic",
+                        lambda: periodic.run_once(now_ms()),
+                        now_ms() + 1000,
+                        event="periodic.failed",
+                    ),
+                    self._guard(
+                        "scheduler",
+                        lambda: scheduler.run_once(now_ms()),
+                        now_ms() + 1000,
+                        event="scheduler.failed",
+                    ),
+                )
+                next_sched = now + max(0, wake_ms - now_ms()) / 1000
+            if now >= next_touch:
+                leases_fresh = self._touch_leases()
+                next_touch = now + touch_every
+            if not self.state.stopping and now >= next_reap:
+                # After an outage our children's leases lapsed with everyone's: renew them
+                # before taking anything back, or a live worker's finished (not yet acked)
+                # jobs would go to another worker and run twice.
+                if not leases_fresh:
+                    leases_fresh = self._touch_leases()
+                    next_touch = now + touch_every
+                more = leases_fresh and self._guard(
+                    "reaper", lambda: self._reaper.run_once(now_ms()), False, event="reaper.failed"
+                )
+                next_reap = now + (0.01 if more else self.pool.reap_interval_s)
+            if now >= next_prune:
+                self._guard("prune", self._reaper.prune, None)
+                next_prune = now + self.pool.prune_interval_s
+            if now >= next_watch:
+                self._guard(
+                    "watch",
+                    lambda: watch.check((c.slot, c.pid) for c in list(self.children.values())),
+                    None,
+                )
+                next_watch = now + 0.1
+            timeout = max(0.0, min(next_sched, next_reap, next_touch, next_watch) - now)
+            self._wait(timeout)
+
+    def _periodic(self) -> Periodic:
+        """The periodic loop; it writes our code's schedules to Redis on its first step."""
         specs = [s.spec for s in self.app.schedules.values()]
-        periodic = Periodic(
+        return Periodic(
             self.app.store, self.queues, self.app.tasks, specs, self.app.settings.max_payload_bytes
         )
 
-        def step(now: int) -> int:
-            # Periodic ticks first: their lateness is what users see.
-            return min(periodic.run(now), scheduler.run(now))
-
-        return step
-
     def _ensure_groups(self) -> None:
-        """Create the groups before anything reads them; wait out a Redis that is not up yet."""
+        """Create the groups before anything reads them; wait out a Redis that is not up yet.
+
+        A signal ends the wait at once (the selector wakes on it).
+        """
         delay = 0.1
+
+        def create() -> bool:
+            for keys in self.queues:
+                claim_queue(self.app.store, keys, self.worker_settings.group)
+            return True
+
         while not self.state.stopping:
-            try:
-                for keys in self.queues:
-                    claim_queue(self.app.store, keys, self.worker_settings.group)
-            except ConfigError:
-                raise
-            except StreamqError as e:
-                self._log.warning("supervisor.redis_failed", error_message=str(e), retry_s=delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            return
+            if self._guard("start", create, False, retry_s=delay, fatal=False):
+                return
+            self._wait(delay)
+            delay = min(delay * 2, 5.0)
 
     def _warn_settings(self) -> None:
         for f in diagnose(self.app.store, self.app.settings, self.worker_settings.block_ms):
@@ -192,10 +236,11 @@ class Supervisor:
         # burst: children exit 0 once the queues are drained; nothing left to restart
         return self.worker_settings.burst and not self.state.restarts
 
-    def _wait(self, sel: selectors.BaseSelector, rfd: int, timeout: float) -> None:
-        for _key, _ in sel.select(timeout):
+    def _wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout``; a signal (through the wakeup fd) ends it early."""
+        for _key, _ in self._sel.select(timeout):
             with contextlib.suppress(BlockingIOError):
-                os.read(rfd, 512)
+                os.read(self._rfd, 512)
 
     # -- signals ---------------------------------------------------------------------------
     def _install_signals(self) -> tuple[selectors.BaseSelector, int, int]:
@@ -242,7 +287,7 @@ class Supervisor:
         self.slots.clear(slot)
         pid = os.fork()
         if pid == 0:  # child
-            os._exit(_child_main(self.app, self.worker_settings, consumer, self.slots, slot))
+            os._exit(child_main(self.app, self.worker_settings, consumer, self.slots, slot))
         self.children[pid] = _Child(slot, pid, consumer, time.monotonic())
         self._log.info("worker.spawned", slot=slot, child_pid=pid, consumer=consumer)
 
@@ -272,10 +317,15 @@ class Supervisor:
             exit_code=code,
             lived_s=round(lived, 3),
         )
+        if code == EXIT_REDIS_REFUSED:
+            self._refused(
+                "a worker exited because Redis refused it (see its worker.redis_refused line)",
+                child_pid=child.pid,
+            )
         if code != 0:
             # Its process is gone, so nothing it held can finish: requeue it now rather
             # than after the visibility timeout (counted as a delivery).
-            self._safe(lambda: self._reaper.abandon(child.consumer, now_ms()))
+            self._guard("requeue", lambda: self._reaper.abandon(child.consumer, now_ms()), None)
         if self.state.stopping or (self.worker_settings.burst and code == 0):
             return
         failures = self.state.failures.get(child.slot, 0)
@@ -310,36 +360,27 @@ class Supervisor:
         """
         min_idle = int(self._vt_s() * 1000 / 3)
 
-        def touch() -> None:
+        def touch() -> bool:
             for child in list(self.children.values()):
                 for keys in self.queues:
                     self.app.store.touch(keys, self.worker_settings.group, child.consumer, min_idle)
+            return True
 
-        return self._safe(touch)
+        return self._guard("lease", touch, False)
 
-    def _safe(self, fn: Callable[[], object]) -> bool:
-        try:
-            fn()
-        except StreamqError as e:
-            self._log.warning("supervisor.redis_failed", error_message=str(e))
-            return False
-        return True
-
-
-def _child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots, slot: int) -> int:
-    """Entry point of a forked worker process; returns its exit code."""
-    code = EXIT_ERROR
-    try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        # Ctrl-C reaches the whole process group; the supervisor drains us with SIGTERM.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        die_with_parent(signal.SIGTERM)
-        parent = os.getppid()
-        worker = Worker(app, settings, consumer, slots, slot)
-        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-        signal.signal(signal.SIGUSR1, lambda *_: worker.on_cancel_signal())
-        code = worker.run(lambda: os.getppid() == parent)
-    except BaseException:
-        log.exception("worker.crashed", consumer=consumer)
-    return code
+    def _refused(self, message: str, **fields: object) -> None:
+        """Redis refused us (credentials, permissions, not Redis): stop the pool, once."""
+        if self._fatal:
+            return
+        self._fatal = EXIT_REDIS_REFUSED
+        self._log.error(
+            "supervisor.redis_refused",
+            error_message=message,
+            exit_code=EXIT_REDIS_REFUSED,
+            **fields,
+        )
+        if not self.state.stopping:
+            self.state.stopping = True
+            self.state.deadline = time.monotonic() + self.pool.grace_s
+            self.state.restarts.clear()
+            self._signal_children(signal.SIGTERM)

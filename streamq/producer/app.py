@@ -18,6 +18,7 @@ from streamq.errors import (
     ConfigError,
     EnqueueError,
     RedisCommandError,
+    RedisSetupError,
     StreamqConnectionError,
 )
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
@@ -130,7 +131,12 @@ class App(Scheduling):
         pid = os.getpid()
         if self._store is None or self._store_pid != pid or self._store_url != self.redis_url:
             self._store = Store(
-                connect(self.redis_url, self.settings.socket_timeout_s, self.settings.tls)
+                connect(
+                    self.redis_url,
+                    self.settings.socket_timeout_s,
+                    self.settings.tls,
+                    self.settings.max_connections,
+                )
             )
             self._store_pid = pid
             self._store_url = self.redis_url
@@ -139,7 +145,9 @@ class App(Scheduling):
     def new_store(self, socket_timeout_s: float | None = None) -> Store:
         """A store on its own connection, for a loop that blocks (worker reads)."""
         timeout = socket_timeout_s or self.settings.socket_timeout_s
-        return Store(connect(self.redis_url, timeout, self.settings.tls))
+        return Store(
+            connect(self.redis_url, timeout, self.settings.tls, self.settings.max_connections)
+        )
 
     def client(self) -> redis.Redis:
         """The raw redis-py client, for tests and tools that inspect Redis directly."""
@@ -267,7 +275,8 @@ class App(Scheduling):
 
         Raises:
             ConfigError: a negative delay, a naive ``at``, or a bad ``unique_for_s``.
-            EnqueueError: Redis did not confirm it (see :class:`EnqueueError` on timeouts).
+            EnqueueError: Redis did not confirm it (see :class:`EnqueueError` on timeouts), or
+                refused the credentials or a permission, or the URL is not Redis (no resend).
             PayloadTooLarge: the encoding is over ``max_payload_bytes``.
         """
         due = 0
@@ -337,8 +346,9 @@ class App(Scheduling):
                     )
                     raise EnqueueError(f"{what}: {e}") from e
                 time.sleep(0.05 * 4**attempt)
-            except RedisCommandError as e:
-                # OOM (maxmemory reached), READONLY replica after a failover.
+            except (RedisCommandError, RedisSetupError) as e:
+                # OOM (maxmemory reached), READONLY replica after a failover; or credentials,
+                # a permission or a server that is not Redis: resending cannot help.
                 what = "not enqueued" if done is None else f"bulk enqueue stopped after {done} jobs"
                 raise EnqueueError(f"{what}: {e}") from e
         replies = [by_id[e.id] for e in batch]

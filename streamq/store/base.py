@@ -66,15 +66,22 @@ def field_text(fields: Mapping[str, bytes], name: str) -> str:
 
 
 def connect(
-    url: str, socket_timeout_s: float = 10.0, tls: TlsSettings | None = None
+    url: str,
+    socket_timeout_s: float = 10.0,
+    tls: TlsSettings | None = None,
+    max_connections: int = 50,
 ) -> redis.Redis:
     """Return a client for ``url`` (no I/O yet) with timeouts and no hidden retries.
 
     redis-py's own retry is off: a retried XADD after a timeout could add a job twice, so the
-    caller decides what a failure means. ``tls`` applies to ``rediss://`` URLs.
+    caller decides what a failure means. ``tls`` applies to ``rediss://`` URLs. At most
+    ``max_connections`` are open at once; a thread that finds them all busy waits for one
+    (up to the socket timeout) instead of failing.
     """
     if socket_timeout_s <= 0:
         raise ConfigError("socket_timeout_s must be positive")
+    if max_connections < 1:
+        raise ConfigError("max_connections must be at least 1")
     extra: dict[str, Any] = {}
     if url.startswith("rediss://") and tls is not None:
         extra = {
@@ -83,15 +90,18 @@ def connect(
             "ssl_keyfile": tls.keyfile,
             "ssl_check_hostname": tls.check_hostname,
         }
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
         **extra,
+        max_connections=max_connections,
+        timeout=socket_timeout_s,
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=min(socket_timeout_s, 5.0),
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
         decode_responses=False,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,31 +10,66 @@ is safe because a NOSCRIPT call did not run. Redis errors are wrapped at this bo
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    AuthenticationWrongNumberOfArgsError,
+    AuthorizationError,
+    InvalidResponse,
+    NoPermissionError,
+    NoScriptError,
+)
 
-from streamq.errors import RedisCommandError, StreamqConnectionError
+from streamq.errors import (
+    RedisCommandError,
+    RedisSetupError,
+    StreamqConnectionError,
+    StreamqError,
+)
 from streamq.keys import QueueKeys
 from streamq.plan import Batch, Op, Plan
 from streamq.scripts import SCRIPT_NAMES, source
 from streamq.store import inspect, queue, records, schedules, upkeep
+from streamq.store.listener import DoneListener
 
 P = ParamSpec("P")
 T = TypeVar("T")
 _CONN_ERRORS = (redis.ConnectionError, redis.TimeoutError, socket.error)
+# Mistakes that waiting does not fix. redis-py makes WRONGPASS/NOAUTH a ConnectionError, so
+# these are matched before _CONN_ERRORS; NOPERM is a ResponseError.
+_SETUP_ERRORS: tuple[tuple[type[Exception], str, str], ...] = (
+    (redis.AuthenticationError, "auth", "Redis refused the credentials in the URL"),
+    (AuthenticationWrongNumberOfArgsError, "auth", "Redis refused the credentials in the URL"),
+    (AuthorizationError, "permission", "the Redis user lacks a permission streamq needs"),
+    (NoPermissionError, "permission", "the Redis user lacks a permission streamq needs"),
+    (InvalidResponse, "protocol", "the server at this URL does not speak the Redis protocol"),
+)
+_SETUP_KINDS = tuple(kind for kind, _, _ in _SETUP_ERRORS)
+
+
+def setup_error(what: str, e: Exception) -> RedisSetupError | None:
+    """The :class:`RedisSetupError` for ``e`` if it is a credentials, permission or protocol
+    mistake, else None."""
+    for kind, cause, text in _SETUP_ERRORS:
+        if isinstance(e, kind):
+            return RedisSetupError(cause, f"{what}: {text}: {type(e).__name__}: {e}")
+    return None
 
 
 @contextmanager
 def wrapped(what: str) -> Iterator[None]:
-    """Wrap redis-py's errors raised inside as streamq errors prefixed with ``what``."""
+    """Wrap redis-py's errors raised inside as streamq errors prefixed with ``what`` (see
+    :mod:`streamq.errors`); one table for every executor."""
     try:
         yield
+    except StreamqError:
+        raise  # already ours: raised by a plan, or a verb inside another verb's block
+    except _SETUP_KINDS as e:
+        raise (setup_error(what, e) or RedisCommandError(f"{what}: {e}")) from e
     except _CONN_ERRORS as e:
         raise StreamqConnectionError(f"{what}: {type(e).__name__}: {e}") from e
     except redis.ResponseError as e:
@@ -121,11 +156,12 @@ class NodeExecutor:
 
 
 class _Base:
-    """One client and its executor."""
+    """One client, its executor and its result listener (started on the first wait)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._exec = NodeExecutor(client)
+        self.listener = DoneListener(client)
 
     def _run(self, plan: Plan[T], what: str) -> T:
         return self._exec.run(plan, what)
@@ -197,24 +233,11 @@ class Store(_Base):
     ) -> bool:
         """Block (pub/sub, no polling) until the job is final or ``timeout_s`` passes.
 
-        Subscribes first and checks ``is_done`` after, so a finish in between is not missed.
+        Waits through this process's one shared listener (:mod:`streamq.store.listener`), so
+        many waiting threads hold one connection, not one each. ``is_done`` is checked after
+        registering and again on every wake-up, so a finish in between is not missed.
         """
-        deadline = time.monotonic() + timeout_s
-        with wrapped("result wait failed"):
-            pubsub = self.client.pubsub(  # type: ignore[no-untyped-call]  # untyped in redis-py
-                ignore_subscribe_messages=True
-            )
-            try:
-                pubsub.subscribe(keys.done_channel(job_id))
-                while True:
-                    if is_done():
-                        return True
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    pubsub.get_message(timeout=left)
-            finally:
-                pubsub.close()
+        return self.listener.wait(keys.done_channel(job_id), timeout_s, is_done)
 
     def reset(self) -> None:
         """Drop open connections (after an interrupted command); the next call reconnects."""

@@ -147,6 +147,8 @@ class RedisServer:
                 try:
                     if client.ping():
                         return True
+                except redis.AuthenticationError:
+                    return True  # started with --requirepass: it answers, that is enough
                 except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
                     time.sleep(0.02)
         finally:

@@ -16,7 +16,7 @@ import structlog
 
 from streamq import codec
 from streamq.cron import iso, plan
-from streamq.errors import DecodeError, EnqueueError, StreamqError
+from streamq.errors import DecodeError, EnqueueError
 from streamq.keys import QueueKeys
 from streamq.producer.schedule import save
 from streamq.schedule import ScheduleSpec, decode_spec
@@ -82,14 +82,6 @@ class Periodic:
             elif earliest > now_ms:
                 wake = min(wake, earliest)
         return wake
-
-    def run(self, now_ms: int) -> int:
-        """:meth:`run_once`, logging instead of raising when Redis is away."""
-        try:
-            return self.run_once(now_ms)
-        except StreamqError as e:
-            log.warning("periodic.failed", error_message=str(e))
-            return now_ms + 1000
 
     def publish(self, now_ms: int) -> None:
         """Write this code's definitions where they differ from the stored ones, and report

@@ -9,7 +9,7 @@ from __future__ import annotations
 import structlog
 
 from streamq import codec
-from streamq.errors import DecodeError, StreamqError
+from streamq.errors import DecodeError
 from streamq.keys import QueueKeys
 from streamq.scripts import ReclaimResult
 from streamq.settings import DEFAULT_RECORD_TTL_MS, AppSettings
@@ -109,14 +109,6 @@ class Reaper:
             )
             if gone:
                 log.info("consumer.removed", queue=keys.queue, group=self.group, consumers=gone)
-
-    def run(self, now_ms: int) -> bool:
-        """:meth:`run_once`, logging instead of raising when Redis is away."""
-        try:
-            return self.run_once(now_ms)
-        except StreamqError as e:
-            log.warning("reaper.failed", error_message=str(e))
-            return False
 
     def _log_buried(self, keys: QueueKeys, entry_id: bytes, raw: bytes, limit: int) -> None:
         fields: dict[str, object] = {}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import structlog
 
-from streamq.errors import StreamqError
+from streamq.clock import monotonic_ms
+from streamq.errors import RedisCommandError, StreamqConnectionError
 from streamq.keys import QueueKeys
+from streamq.outage import Outage
 from streamq.store import Store
 
 log = structlog.get_logger("streamq.scheduler")
@@ -26,6 +30,7 @@ class Scheduler:
         self.queues = queues
         self.batch = batch
         self.max_sleep_ms = max_sleep_ms
+        self._outage = Outage()
 
     def run_once(self, now_ms: int) -> int:
         """Promote what is due at ``now_ms``; return the time (ms) to call again."""
@@ -41,9 +46,26 @@ class Scheduler:
         return wake
 
     def run(self, now_ms: int) -> int:
-        """:meth:`run_once`, logging instead of raising when Redis is away."""
+        """:meth:`run_once`, logging instead of raising when Redis is away (one line when it
+        is lost, a reminder at most every 10 s, ``redis.reconnected`` when it is back).
+
+        Raises:
+            RedisSetupError: Redis refused the credentials or a permission, or is not Redis.
+        """
         try:
-            return self.run_once(now_ms)
-        except StreamqError as e:
-            log.warning("scheduler.failed", error_message=str(e))
+            wake = self.run_once(now_ms)
+        except (StreamqConnectionError, RedisCommandError) as e:
+            notice = self._outage.failed(monotonic_ms())
+            if notice is not None:
+                log.warning(
+                    "scheduler.failed",
+                    pid=os.getpid(),
+                    error_message=str(e),
+                    down_ms=notice.down_ms,
+                    failures=notice.failures,
+                )
             return now_ms + 1000
+        down_ms = self._outage.succeeded(monotonic_ms())
+        if down_ms is not None:
+            log.info("redis.reconnected", loop="scheduler", pid=os.getpid(), down_ms=down_ms)
+        return wake

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import structlog
 
 from streamq import codec
-from streamq.clock import now_ms
+from streamq.clock import monotonic_ms, now_ms
 from streamq.errors import (
     Cancelled,
     ConfigError,
@@ -29,12 +29,13 @@ from streamq.errors import (
 )
 from streamq.job import PRIORITY_HIGH, Envelope
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
+from streamq.outage import Outage
 from streamq.producer.app import App
 from streamq.scripts import Finished, RetryRow
 from streamq.settings import WorkerSettings
 from streamq.store import Entry, Store
 from streamq.worker.batch import Item, decode_all, next_count, weighted_order
-from streamq.worker.context import _current
+from streamq.worker.context import Progress, _current
 from streamq.worker.outcomes import Op, Outcomes, Retrying, job_fields, reseed
 from streamq.worker.slots import Running, Slots
 
@@ -92,6 +93,7 @@ class Worker:
         self._slots, self._slot = slots, slot
         self._store: Store | None = None
         self._outcomes: Outcomes | None = None
+        self._progress: Progress | None = None
         self._count = 1
         # Outcomes waiting for the next flush, per stream: finished entries, and failed
         # ones' next attempts (both written by one ack script call).
@@ -108,6 +110,7 @@ class Worker:
         self._skipped = 0  # entries of this step dropped as cancelled
         self._log = log.bind(group=settings.group, consumer=self.consumer)
         self._rng = random.Random()
+        self._outage = Outage()
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -131,6 +134,13 @@ class Worker:
                 self.settings.log_args,
             )
         return self._outcomes
+
+    @property
+    def progress(self) -> Progress:
+        """Progress writes of the jobs this worker runs (kept while Redis is away)."""
+        if self._progress is None:
+            self._progress = Progress(self.store)
+        return self._progress
 
     def start(self) -> None:
         """Create the consumer groups (idempotent), arm time limits, announce the worker.
@@ -166,15 +176,17 @@ class Worker:
             raise TimeLimitExceeded(f"job {self._running} ran past its time limit")
 
     def run(self, should_continue: Callable[[], bool] = lambda: True) -> int:
-        """Loop until stopped (or, in burst mode, until there is nothing left); return exit code."""
+        """Loop until stopped (or, in burst mode, until there is nothing left); return exit code.
+
+        Outages (timeouts, refused or reset connections, a refused command) are waited out;
+        a :class:`RedisSetupError` (credentials, permissions, not Redis) is raised.
+        """
         self._connect_with_retry(self.start)
-        down_since: float | None = None
         while not self._stopping and should_continue():
             try:
-                if down_since is not None:
+                if self._outage.down:
                     self.store.ping()
-                    self._log.info("redis.reconnected", down_ms=_ms_since(down_since))
-                    down_since = None
+                    self._back()
                 done = self.run_once()
                 if done == 0 and self.settings.burst and self._queues_drained():
                     break
@@ -183,7 +195,7 @@ class Worker:
             except (StreamqConnectionError, RedisCommandError) as e:
                 # A refused command is retried like an outage: after a failover the new
                 # primary may answer READONLY or LOADING for a while.
-                down_since = self._outage(down_since, e)
+                self._lost(e)
                 self._buffer.clear()  # re-read from our pending list after reconnecting
                 self._recover = True
         self.shutdown()
@@ -327,7 +339,7 @@ class Worker:
         if timeout_ms is None and opts.timeout_s:
             timeout_ms = int(opts.timeout_s * 1000)
         started = time.perf_counter()
-        token = _current.set((env, self.store))
+        token = _current.set((env, self.progress))
         # The supervisor needs the slot to cancel (tracked jobs) or time out a job; an
         # untracked job without a limit skips it, the cheapest path for high volume.
         watched = self._slots is not None and (env.tracked or timeout_ms)
@@ -425,8 +437,13 @@ class Worker:
         return self._acks.setdefault((entry.keys, entry.priority), ([], []))
 
     def _flush(self) -> None:
-        """Record finished and failed entries: one script call per stream."""
+        """Record finished and failed entries: one script call per stream.
+
+        Progress kept during an outage is written first, while the jobs are still running.
+        """
         self._last_flush = time.perf_counter()
+        if self._progress is not None:
+            self._progress.flush()
         while self._acks:
             (keys, priority), (done, retries) = next(iter(self._acks.items()))
             # Removed only after Redis took them: an outage keeps them for the retry.
@@ -448,28 +465,38 @@ class Worker:
 
     # -- outages and burst -----------------------------------------------------------------
     def _connect_with_retry(self, fn: Callable[[], None]) -> None:
-        down_since: float | None = None
         while not self._stopping:
             try:
                 fn()
             except (StreamqConnectionError, RedisCommandError) as e:
-                down_since = self._outage(down_since, e)
+                self._lost(e)
                 continue
-            if down_since is not None:
-                self._log.info("redis.reconnected", down_ms=_ms_since(down_since))
+            self._back()
             return
 
-    def _outage(self, down_since: float | None, error: Exception) -> float:
-        """Log the first failure of an outage, then back off (with jitter) before retrying."""
-        if down_since is None:
-            down_since = time.perf_counter()
-            self._log.error("redis.connection_lost", error_message=str(error))
-        down_s = time.perf_counter() - down_since
+    def _lost(self, error: Exception) -> None:
+        """Log the loss of Redis (then a reminder at most every 10 s), and back off with
+        jitter before the next try."""
+        notice = self._outage.failed(monotonic_ms())
+        if notice is not None:
+            self._log.log(
+                40 if notice.first else 30,
+                "redis.connection_lost",
+                pid=os.getpid(),
+                error_message=str(error),
+                down_ms=notice.down_ms,
+                failures=notice.failures,
+            )
+        down_s = (monotonic_ms() - (self._outage.down_since_ms or 0)) / 1000
         delay = min(2.0, 0.05 * 2 ** min(down_s, 10)) * (0.5 + self._rng.random() / 2)
         deadline = time.monotonic() + delay
         while not self._stopping and time.monotonic() < deadline:
             time.sleep(min(0.05, delay))
-        return down_since
+
+    def _back(self) -> None:
+        down_ms = self._outage.succeeded(monotonic_ms())
+        if down_ms is not None:
+            self._log.info("redis.reconnected", pid=os.getpid(), down_ms=down_ms)
 
     def _queues_drained(self) -> bool:
         """Burst mode: nothing queued or held by anyone, and no delayed job due soon."""

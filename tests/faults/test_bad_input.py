@@ -34,7 +34,7 @@ from tests.faults.harness import (
 from tests.faults.ledger import Ledger, dead_letters, tally
 from tests.faults.report import Row
 
-REASONS = {"too_large", "undecodable", "unsupported_version", "wrong_shape"}
+REASONS = {"too_large", "undecodable", "unsupported_version", "wrong_shape", "bad_option"}
 REAL_TASKS = frozenset(fault_app.tasks)
 
 _scalars = (
