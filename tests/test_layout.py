@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "backoff": 0,
     "clock": 0,
     "settings": 0,
+    "policy": 0,
     "logging": 0,
     "scripts": 1,
     "store": 2,

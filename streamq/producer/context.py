@@ -1,4 +1,7 @@
-"""What a running task can know about its own job: ``streamq.current_job()``."""
+"""What a running task can know about its own job: ``streamq.current_job()``.
+
+Set by whatever runs the task: a worker (records in Redis) or eager mode (records in memory).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from dataclasses import dataclass
 
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
-from streamq.store import Store
+from streamq.producer.handle import Records
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +22,7 @@ class JobContext:
     queue: str
     attempt: int
     tracked: bool
-    _store: Store
+    _records: Records
 
     def set_progress(self, progress: float, note: str = "") -> None:
         """Record progress (0..1) and a note, readable from ``job.info()`` in any process.
@@ -27,12 +30,12 @@ class JobContext:
         A no-op for ``track=False`` tasks: they keep no record to write it to.
         """
         if self.tracked:
-            self._store.set_progress(QueueKeys(self.queue), self.id, progress, note)
+            self._records.set_progress(QueueKeys(self.queue), self.id, progress, note)
 
 
-# The worker sets (envelope, store) per job; the JobContext is built only when asked for,
+# The runner sets (envelope, records) per job; the JobContext is built only when asked for,
 # which keeps it off the hot path of jobs that never call current_job().
-_current: ContextVar[tuple[Envelope, Store] | None] = ContextVar(
+_current: ContextVar[tuple[Envelope, Records] | None] = ContextVar(
     "streamq_current_job", default=None
 )
 
@@ -41,10 +44,12 @@ def current_job() -> JobContext:
     """The job the calling task runs for.
 
     Raises:
-        LookupError: called outside a task run by a worker.
+        LookupError: called outside a task run by a worker or by eager mode.
     """
     ctx = _current.get()
     if ctx is None:
-        raise LookupError("current_job() is only available inside a task run by a worker")
-    env, store = ctx
-    return JobContext(env.id, env.task, env.queue, env.attempt, env.tracked, store)
+        raise LookupError(
+            "current_job() is only available inside a task run by a worker or in eager mode"
+        )
+    env, records = ctx
+    return JobContext(env.id, env.task, env.queue, env.attempt, env.tracked, records)
