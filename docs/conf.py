@@ -47,11 +47,11 @@ napoleon_numpy_docstring = False
 nitpicky = True
 # Names from other libraries: no intersphinx (the build is offline), so they stay plain text.
 nitpick_ignore_regex = [
-    ("py:class", r"(redis|datetime|collections|typing|types|_io|io|msgpack)\..*"),
+    ("py:class", r"(redis|datetime|collections|contextlib|typing|types|_io|io|msgpack)\..*"),
     # Type variables of the generic Task/Job (ParamSpec P, return type R).
     ("py:class", r"~?(streamq\.[\w.]+\.)?(P|R|T)"),
     # Internal classes that public signatures name (App.store, Worker.outcomes): not API.
-    ("py:class", r"streamq\.[\w.]+\.(Store|Outcomes|Progress|Records)"),
+    ("py:class", r"streamq\.[\w.]+\.(Store|Outcomes|Progress|Records|EagerRecords)"),
 ]
 
 

@@ -21,11 +21,11 @@ from streamq.keys import QueueKeys
 from streamq.ops.dead import DeadJob, DeadLetters
 from streamq.pool.supervisor import PoolSettings, Supervisor
 from streamq.producer.app import App
+from streamq.producer.context import JobContext, current_job
 from streamq.producer.handle import Job, JobInfo
 from streamq.producer.schedule import Schedule, ScheduleInfo
 from streamq.producer.task import Task
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
-from streamq.worker.context import JobContext, current_job
 from streamq.worker.loop import Worker
 
 __all__ = [

@@ -47,8 +47,7 @@ def _app(args: argparse.Namespace) -> App:
 
 def _queues(app: App, given: list[str]) -> list[str]:
     """The queues named on the command line, else every queue the app's tasks use."""
-    queues = given or sorted({t.options.queue for t in app.tasks.values()})
-    return queues or [app.settings.default_queue]
+    return given or app.task_queues()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

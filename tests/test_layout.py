@@ -20,6 +20,7 @@ LAYERS: dict[str, int] = {
     "outage": 0,
     "settings": 0,
     "options": 0,
+    "policy": 0,
     "logging": 0,
     "cron": 0,
     "schedule": 0,

@@ -6,6 +6,7 @@ import inspect
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -23,7 +24,9 @@ from streamq.errors import (
 )
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
 from streamq.keys import check_queue_name, keys_of
+from streamq.producer.eager import EagerRecords, EagerSwitch
 from streamq.producer.handle import Job
+from streamq.producer.inline import send_inline
 from streamq.producer.periodic import Scheduling
 from streamq.producer.schedule import Schedule
 from streamq.producer.task import Task
@@ -42,17 +45,21 @@ class App(Scheduling):
     Args:
         redis_url: where the queues live; default ``$STREAMQ_REDIS_URL``, else localhost.
         settings: queue and payload settings; see :class:`AppSettings`.
+        eager: run every enqueued job inline, with no Redis (see :meth:`eager`).
 
     Nothing connects until the first call that needs Redis, and each process (after a fork)
     opens its own connection.
     """
 
-    def __init__(self, redis_url: str | None = None, settings: AppSettings | None = None) -> None:
+    def __init__(
+        self, redis_url: str | None = None, settings: AppSettings | None = None, eager: bool = False
+    ) -> None:
         self.redis_url = redis_url or os.environ.get("STREAMQ_REDIS_URL") or DEFAULT_REDIS_URL
         self.settings = settings or AppSettings()
         check_queue_name(self.settings.default_queue)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
+        self._eager = EagerSwitch(eager)
         self._store: Store | None = None
         self._store_pid = 0
         self._store_url = ""
@@ -142,6 +149,12 @@ class App(Scheduling):
             self._store_url = self.redis_url
         return self._store
 
+    def close(self) -> None:
+        """Close this process's connection; the next call that needs Redis opens a new one."""
+        if self._store is not None:
+            self._store.client.close()
+            self._store = None
+
     def new_store(self, socket_timeout_s: float | None = None) -> Store:
         """A store on its own connection, for a loop that blocks (worker reads)."""
         timeout = socket_timeout_s or self.settings.socket_timeout_s
@@ -152,6 +165,29 @@ class App(Scheduling):
     def client(self) -> redis.Redis:
         """The raw redis-py client, for tests and tools that inspect Redis directly."""
         return self.store.client
+
+    def task_queues(self) -> list[str]:
+        """Every queue this App's tasks use, sorted; its default queue if it has no tasks."""
+        return sorted({t.options.queue for t in self.tasks.values()}) or [
+            self.settings.default_queue
+        ]
+
+    # -- eager mode ------------------------------------------------------------------------
+    def eager(self, propagate: bool = False) -> AbstractContextManager[None]:
+        """``with app.eager():`` each enqueue runs its job inline, with no Redis at all.
+
+        See docs/testing.md. Applies to every thread using this App; blocks nest and restore
+        on exit, also on exceptions.
+
+        Args:
+            propagate: raise what made a job dead from the enqueue call, not only record it.
+        """
+        return self._eager.on(propagate)
+
+    @property
+    def eager_records(self) -> EagerRecords:
+        """Eager mode's job records, in memory (kept until they expire)."""
+        return self._eager.records
 
     # -- producing -------------------------------------------------------------------------
     def envelope(
@@ -286,6 +322,9 @@ class App(Scheduling):
             due = now_ms() + check.delay_ms(delay)
         if unique_for_s is not None:
             env = env._replace(unique_ms=check.unique_ms(unique_for_s))
+        mode = self._eager.mode()
+        if mode is not None:
+            return send_inline(self, [env], mode, due)[0]
         (job,) = self._send_batch([env], None, due)
         return job
 
@@ -295,6 +334,9 @@ class App(Scheduling):
         Each batch is one script call: on an error, jobs of earlier batches are enqueued and
         the exception says how many.
         """
+        mode = self._eager.mode()
+        if mode is not None:
+            return send_inline(self, list(envelopes), mode, 0)
         jobs: list[Job[Any]] = []
         batch: list[Envelope] = []
         for env in envelopes:
@@ -308,7 +350,10 @@ class App(Scheduling):
 
     def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
         """A handle on a job by id, e.g. in another process (default queue unless given)."""
-        return Job(job_id, check_queue_name(queue or self.settings.default_queue), self)
+        records = self._eager.records if self._eager.mode() else None
+        return Job(
+            job_id, check_queue_name(queue or self.settings.default_queue), self, records=records
+        )
 
     def _send_batch(
         self, batch: list[Envelope], done: int | None, due_ms: int = 0
@@ -316,7 +361,7 @@ class App(Scheduling):
         """Send one script call's worth; ``done`` is None for a single send, else the count
         of jobs of this bulk call already enqueued (for the error message)."""
         new = [
-            NewJob(keys_of(e.queue), e.id, e.task, e.priority, self._encode(e), due_ms, e.unique_ms)
+            NewJob(keys_of(e.queue), e.id, e.task, e.priority, self.encode(e), due_ms, e.unique_ms)
             for e in batch
         ]
         tracked = [n for n, e in zip(new, batch, strict=True) if e.tracked]
@@ -366,7 +411,13 @@ class App(Scheduling):
             for e, (created, what) in zip(batch, replies, strict=True)
         ]
 
-    def _encode(self, env: Envelope) -> bytes:
+    def encode(self, env: Envelope) -> bytes:
+        """The bytes of ``env`` as sent to Redis.
+
+        Raises:
+            EnqueueError: an argument msgpack cannot encode.
+            PayloadTooLarge: the encoding is over ``max_payload_bytes``.
+        """
         try:
             return codec.encode(env, self.settings.max_payload_bytes)
         except (TypeError, ValueError, OverflowError) as e:

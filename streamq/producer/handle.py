@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
 
 from streamq import codec
 from streamq.clock import now_ms
 from streamq.errors import JobFailed, JobNotFound, ResultTimeout
 from streamq.job import Envelope
-from streamq.keys import keys_of
+from streamq.keys import QueueKeys, keys_of
 from streamq.settings import DEFAULT_RECORD_TTL_MS
 from streamq.store import field_text
 
@@ -60,6 +61,32 @@ class JobInfo:
     cancel_requested: bool
 
 
+class Records(Protocol):
+    """Where job records live: Redis (:class:`streamq.store.Store`), or memory in eager mode.
+
+    A record is the job's hash as Redis holds it (field name to bytes), so handles and tasks
+    read and write both the same way, through one implementation of their rules.
+    """
+
+    def job_record(self, keys: QueueKeys, job_id: str) -> dict[str, bytes]:
+        """The job's record, empty when it expired or never existed."""
+        ...
+
+    def set_progress(self, keys: QueueKeys, job_id: str, progress: float, note: str) -> None:
+        """Store a running job's progress and note."""
+        ...
+
+    def cancel(self, keys: QueueKeys, job_id: str, now_ms: int, ttl_ms: int) -> str:
+        """Cancel the job; return cancelled, cancelling, its final state, or unknown."""
+        ...
+
+    def wait_done(
+        self, keys: QueueKeys, job_id: str, timeout_s: float, is_done: Callable[[], bool]
+    ) -> bool:
+        """Wait until ``is_done()`` or ``timeout_s`` passes; return whether it is done."""
+        ...
+
+
 def _status(record: dict[str, bytes], now: int) -> str:
     """A job's status from its record; a due scheduled/retrying job counts as queued."""
     state = record.get("state", b"unknown").decode()
@@ -73,7 +100,9 @@ class Job(Generic[R]):
     """A job by id. ``created`` is False when an enqueue found the same id still live.
 
     ``entry_id`` is the stream entry id for a job added to the stream, None for one waiting
-    in the delayed set (``due_ms`` then says when it runs) or for a rebuilt handle.
+    in the delayed set (``due_ms`` then says when it runs), for a rebuilt handle or in eager
+    mode. ``records`` is where its record lives: None for the App's Redis; a handle made in
+    eager mode keeps answering from memory after the ``with app.eager()`` block.
     """
 
     id: str
@@ -84,9 +113,13 @@ class Job(Generic[R]):
     entry_id: str | None = None
     due_ms: int | None = None
     created: bool = True
+    records: Records | None = field(default=None, repr=False, compare=False)
+
+    def _records(self) -> Records:
+        return self.records if self.records is not None else self.app.store
 
     def _record(self) -> dict[str, bytes]:
-        return self.app.store.job_record(keys_of(self.queue), self.id)
+        return self._records().job_record(keys_of(self.queue), self.id)
 
     def status(self) -> str:
         """One of scheduled, queued, running, retrying, succeeded, dead, cancelled, unknown."""
@@ -139,7 +172,7 @@ class Job(Generic[R]):
             return seen["r"].get("state", b"").decode() in FINAL or not seen["r"]
 
         start = time.monotonic()
-        if not self.app.store.wait_done(keys, self.id, timeout_s, final):
+        if not self._records().wait_done(keys, self.id, timeout_s, final):
             waited = round(time.monotonic() - start, 3)
             raise ResultTimeout(f"job {self.id} not finished after {waited}s")
         r = seen["r"]
@@ -163,7 +196,7 @@ class Job(Generic[R]):
         is being stopped), or the final state it already had, or ``unknown``."""
         task = self.app.tasks.get(self.task) if self.task else None
         ttl = task.options.record_ttl_ms if task else DEFAULT_RECORD_TTL_MS
-        return self.app.store.cancel(keys_of(self.queue), self.id, now_ms(), ttl)
+        return self._records().cancel(keys_of(self.queue), self.id, now_ms(), ttl)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} task={self.task} queue={self.queue}>"

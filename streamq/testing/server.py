@@ -62,12 +62,17 @@ def find_server(kind: str | None = None) -> str:
     )
 
 
+SHARED_PORT = 6379  # where a shared Redis may run: never ours, whatever the OS offers
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now (the server retries if it loses the race)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port != SHARED_PORT:
+            return port
 
 
 class RedisServer:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 import structlog
 
-from streamq import codec
 from streamq.clock import monotonic_ms, now_ms
 from streamq.errors import (
     Cancelled,
@@ -30,12 +29,13 @@ from streamq.errors import (
 from streamq.job import PRIORITY_HIGH, Envelope
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
 from streamq.outage import Outage
+from streamq.policy import result_bytes
 from streamq.producer.app import App
+from streamq.producer.context import Progress, _current
 from streamq.scripts import Finished, RetryRow
 from streamq.settings import WorkerSettings
 from streamq.store import Entry, Store
 from streamq.worker.batch import Item, decode_all, next_count, weighted_order
-from streamq.worker.context import Progress, _current
 from streamq.worker.outcomes import Op, Outcomes, Retrying, job_fields, reseed
 from streamq.worker.slots import Running, Slots
 
@@ -69,11 +69,18 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
+# Told each job's outcome as it is decided: "succeeded", "retry", "dead" or "cancelled", the
+# job (None for bytes that did not decode) and what the task raised (None if nothing).
+OutcomeHook = Callable[[str, Envelope | None, BaseException | None], None]
+
+
 class Worker:
     """Runs jobs from one consumer group; one instance per process.
 
     The constructor has no side effects; :meth:`start` connects. ``slots``/``slot`` publish
     the running job to a supervisor (time limits, cancellation); None when run alone.
+    ``on_outcome`` is told each outcome as it is decided (``streamq.testing.drain`` counts
+    with it); it runs in the loop, so it must be quick and must not raise.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class Worker:
         consumer: str | None = None,
         slots: Slots | None = None,
         slot: int = 0,
+        on_outcome: OutcomeHook | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -111,6 +119,7 @@ class Worker:
         self._log = log.bind(group=settings.group, consumer=self.consumer)
         self._rng = random.Random()
         self._outage = Outage()
+        self._on_outcome = on_outcome
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -325,15 +334,10 @@ class Worker:
 
     def _handle(self, item: Item) -> None:
         entry, env = item
-        if isinstance(env, DecodeError):
-            bury = self.outcomes.bury_raw(entry, env.reason, str(env), env.job_id, env.task)
-            self._record(bury, env.job_id or None)
+        if isinstance(env, DecodeError) or env.task not in self.app.tasks:
+            self._unrunnable(entry, env)
             return
-        task = self.app.tasks.get(env.task)
-        if task is None:
-            msg = f"no task named {env.task!r}"
-            self._record(self.outcomes.bury(entry, env, "unknown_task", None, 0.0, msg), env.id)
-            return
+        task = self.app.tasks[env.task]
         opts = task.options
         timeout_ms = env.timeout_ms
         if timeout_ms is None and opts.timeout_s:
@@ -380,19 +384,29 @@ class Worker:
                 self._slots.clear(self._slot)
             _current.reset(token)
             self._last_job_s = time.perf_counter() - started
-        result = b""
-        if value is not None and opts.result_ttl_s > 0 and env.tracked:
-            try:
-                result = codec.encode_result(value)
-            except (TypeError, ValueError, OverflowError) as e:
-                self._log.warning(
-                    "job.result_unencodable", job_id=env.id, task=env.task, error_message=str(e)
-                )
+        result, unencodable = result_bytes(value, opts, env.tracked)
+        if unencodable:
+            self._log.warning(
+                "job.result_unencodable", job_id=env.id, task=env.task, error_message=unencodable
+            )
         self._finish(entry, env, opts.record_ttl_ms, "succeeded", result, started)
+
+    def _unrunnable(self, entry: Entry, env: Envelope | DecodeError) -> None:
+        """Dead-letter an entry that cannot run: undecodable, or for a task we do not know."""
+        if isinstance(env, DecodeError):
+            bury = self.outcomes.bury_raw(entry, env.reason, str(env), env.job_id, env.task)
+            self._record(bury, env.job_id or None)
+        else:
+            msg = f"no task named {env.task!r}"
+            self._record(self.outcomes.bury(entry, env, "unknown_task", None, 0.0, msg), env.id)
+        if self._on_outcome:
+            self._on_outcome("dead", env if isinstance(env, Envelope) else None, None)
 
     def _failed(self, entry: Entry, env: Envelope, exc: BaseException, started: float) -> None:
         """Bury now, or queue the next attempt to be written with the next batched ack."""
         outcome = self.outcomes.failed(entry, env, exc, _ms_since(started))
+        if self._on_outcome:
+            self._on_outcome("retry" if isinstance(outcome, Retrying) else "dead", env, exc)
         if not isinstance(outcome, Retrying):
             self._record(outcome, env.id)
             return
@@ -403,6 +417,8 @@ class Worker:
     ) -> None:
         job_key = entry.keys.job(env.id) if env.tracked else ""
         self._pending(entry)[0].append(Finished(entry.id, job_key, env.id, state, result, ttl_ms))
+        if self._on_outcome:
+            self._on_outcome(state, env, None)
         if state == "cancelled":
             self._log.info(
                 "job.cancelled",

@@ -14,11 +14,9 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from streamq import codec
-from streamq.backoff import compute_backoff_ms
 from streamq.clock import now_ms
-from streamq.errors import PayloadTooLarge, Retry, TimeLimitExceeded
 from streamq.job import Envelope
+from streamq.policy import Bury, on_failure
 from streamq.producer.app import App
 from streamq.scripts import RetryRow
 from streamq.settings import DEFAULT_RECORD_TTL_MS
@@ -109,28 +107,9 @@ class Outcomes:
     ) -> Op | Retrying:
         """A run that raised: retry with backoff while attempts remain, else bury."""
         opts = self.app.tasks[env.task].options
-        max_retries = opts.max_retries if env.max_retries is None else env.max_retries
-        timed_out = isinstance(exc, TimeLimitExceeded)
-        retryable = timed_out or isinstance(exc, (Retry, *opts.retry_on))
-        if not retryable or env.attempt > max_retries:
-            reason = "timeout" if timed_out else "max_retries" if retryable else "not_retryable"
-            return self.bury(entry, env, reason, exc, duration_ms)
-        if isinstance(exc, Retry) and exc.delay_s is not None:
-            delay_ms = int(exc.delay_s * 1000)
-        else:
-            base, cap = env.backoff_base_ms, env.backoff_cap_ms
-            delay_ms = compute_backoff_ms(
-                env.attempt,
-                int(opts.backoff_base_s * 1000) if base is None else base,
-                int(opts.backoff_cap_s * 1000) if cap is None else cap,
-                _rng,
-            )
-        try:
-            payload = codec.encode(env.next_attempt(), self.app.settings.max_payload_bytes)
-        except (PayloadTooLarge, TypeError, ValueError, OverflowError) as e:
-            # The next attempt cannot be written (e.g. grown past the size limit): bury it
-            # now. Raising would kill this process, and each next one, until max_deliveries.
-            return self.bury(entry, env, "unencodable_retry", e, duration_ms)
+        verdict = on_failure(env, opts, exc, self.app.settings.max_payload_bytes, _rng)
+        if isinstance(verdict, Bury):
+            return self.bury(entry, env, verdict.reason, verdict.error, duration_ms)
         now = now_ms()
         err = error_fields(exc, full=False)
         self.log.warning(
@@ -138,13 +117,19 @@ class Outcomes:
             **job_fields(env, self.log_args),
             duration_ms=duration_ms,
             outcome="retry",
-            retry_in_ms=delay_ms,
-            reason="timeout" if timed_out else "error",
+            retry_in_ms=verdict.delay_ms,
+            reason=verdict.reason,
             **err,
         )
         error = (err["error_type"], err["error_message"], err["traceback"])
         return Retrying(
-            entry, env.id, env.tracked, payload, now + delay_ms, error, opts.record_ttl_ms
+            entry,
+            env.id,
+            env.tracked,
+            verdict.payload,
+            now + verdict.delay_ms,
+            error,
+            opts.record_ttl_ms,
         )
 
     def bury(

@@ -1,4 +1,7 @@
-"""What a running task can know about its own job: ``streamq.current_job()``."""
+"""What a running task can know about its own job: ``streamq.current_job()``.
+
+Set by whatever runs the task: a worker (records in Redis) or eager mode (records in memory).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import structlog
 from streamq.errors import RedisCommandError, StreamqConnectionError
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
-from streamq.store import Store
+from streamq.producer.handle import Records
 
 log = structlog.get_logger("streamq.worker")
 
@@ -28,7 +31,7 @@ class Progress:
     the worker calls before it records outcomes (so the record still exists).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Records) -> None:
         self.store = store
         self._pending: dict[tuple[str, str], tuple[float, str]] = {}
         self._failed_at: float | None = None  # monotonic time of the last failed write
@@ -78,8 +81,9 @@ class JobContext:
             self._progress.set(self.queue, self.id, progress, note)
 
 
-# The worker sets (envelope, progress writer) per job; the JobContext is built only when
-# asked for, which keeps it off the hot path of jobs that never call current_job().
+# The runner (a worker, or eager mode) sets (envelope, progress writer) per job; the
+# JobContext is built only when asked for, which keeps it off the hot path of jobs that never
+# call current_job().
 _current: ContextVar[tuple[Envelope, Progress] | None] = ContextVar(
     "streamq_current_job", default=None
 )
@@ -93,6 +97,8 @@ def current_job() -> JobContext:
     """
     ctx = _current.get()
     if ctx is None:
-        raise LookupError("current_job() is only available inside a task run by a worker")
+        raise LookupError(
+            "current_job() is only available inside a task run by a worker or in eager mode"
+        )
     env, progress = ctx
     return JobContext(env.id, env.task, env.queue, env.attempt, env.tracked, progress)
