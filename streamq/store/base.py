@@ -9,10 +9,12 @@ from typing import Any, NamedTuple
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from streamq.errors import ConfigError
 from streamq.keys import QueueKeys
 from streamq.settings import TlsSettings
+from streamq.store.urls import Target, parse_url
 
 REAPER_CONSUMER = "streamq-reaper"
 
@@ -74,34 +76,71 @@ def connect(
     """Return a client for ``url`` (no I/O yet) with timeouts and no hidden retries.
 
     redis-py's own retry is off: a retried XADD after a timeout could add a job twice, so the
-    caller decides what a failure means. ``tls`` applies to ``rediss://`` URLs. At most
+    caller decides what a failure means. ``tls`` applies to ``rediss`` URLs. At most
     ``max_connections`` are open at once; a thread that finds them all busy waits for one
-    (up to the socket timeout) instead of failing.
+    (up to the socket timeout) instead of failing. See :mod:`streamq.store.urls` for the URL
+    forms.
     """
     if socket_timeout_s <= 0:
         raise ConfigError("socket_timeout_s must be positive")
     if max_connections < 1:
         raise ConfigError("max_connections must be at least 1")
+    target = parse_url(url)
+    if target.kind == "cluster":
+        raise ConfigError(
+            "redis+cluster:// URLs are not served yet: the cluster executor runs the store's "
+            "plans (streamq/store/cluster.py) but is not wired into App and workers"
+        )
     extra: dict[str, Any] = {}
-    if url.startswith("rediss://") and tls is not None:
+    if target.tls and tls is not None:
         extra = {
             "ssl_ca_certs": tls.ca_certs,
             "ssl_certfile": tls.certfile,
             "ssl_keyfile": tls.keyfile,
             "ssl_check_hostname": tls.check_hostname,
         }
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
+    options: dict[str, Any] = {
         **extra,
-        max_connections=max_connections,
-        timeout=socket_timeout_s,
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=min(socket_timeout_s, 5.0),
-        socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=False,
+        "socket_timeout": socket_timeout_s,
+        "socket_connect_timeout": min(socket_timeout_s, 5.0),
+        "socket_keepalive": True,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": False,
+    }
+    if target.kind == "sentinel":
+        return _sentinel_primary(target, max_connections, options)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=socket_timeout_s, **options
     )
     return redis.Redis(connection_pool=pool)
+
+
+def _sentinel_primary(target: Target, max_connections: int, options: dict[str, Any]) -> redis.Redis:
+    """A client of the primary the sentinels name; each new connection asks them again, so a
+    failover is followed on the reconnect after the old primary's connections fail.
+
+    redis-py has no blocking Sentinel pool: past ``max_connections`` a call fails (as
+    ``StreamqConnectionError``) instead of waiting for a free connection.
+    """
+    if target.tls:
+        options = {**options, "ssl": True}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # untyped in redis-py
+        list(target.seeds),
+        sentinel_kwargs={
+            "socket_timeout": options["socket_timeout"],
+            "socket_connect_timeout": options["socket_connect_timeout"],
+        },
+        **options,
+    )
+    primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]  # untyped in redis-py
+        target.service,
+        connection_pool_class=SentinelConnectionPool,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        max_connections=max_connections,
+    )
+    return primary
 
 
 @dataclass(frozen=True, slots=True)

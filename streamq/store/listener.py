@@ -102,7 +102,10 @@ class DoneListener:
             pubsub: Any = self.client.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py
             try:
                 self._serve(pubsub, set())
-            except (redis.RedisError, OSError) as e:
+            # Anything, not only RedisError/OSError: this thread serves every waiter of the
+            # process, and must outlive redis-py's own slips (seen: a TypeError from a
+            # connection whose socket a Sentinel failover had dropped).
+            except Exception as e:  # noqa: BLE001 - logged, then the listener reconnects
                 notice = self._outage.failed(monotonic_ms())
                 if notice is not None:
                     log.warning(

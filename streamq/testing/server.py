@@ -83,6 +83,7 @@ class RedisServer:
         port: fixed port (for restarts on the same port); default a free one.
         args: extra server arguments, e.g. ``["--appendonly", "yes"]``.
         data_dir: working directory for persistence files; default a private temp dir.
+        config: a config file, read before the arguments (a sentinel needs one it may rewrite).
     """
 
     def __init__(
@@ -91,8 +92,10 @@ class RedisServer:
         port: int | None = None,
         args: Sequence[str] = (),
         data_dir: str | None = None,
+        config: str | None = None,
     ) -> None:
         self.binary = binary or find_server()
+        self.config = config
         self.port = port or 0
         self.args = list(args)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -120,6 +123,7 @@ class RedisServer:
     def _launch(self, timeout_s: float) -> bool:
         argv = [
             self.binary,
+            *([self.config] if self.config else []),
             "--port",
             str(self.port),
             "--bind",
