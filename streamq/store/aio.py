@@ -180,7 +180,8 @@ class AsyncStore(_Base):
     async def aclose(self) -> None:
         """Close this store's listener and connections (before its event loop ends)."""
         await self.listener.aclose()
-        await self.client.aclose()
+        # A client given its pool does not close it by itself.
+        await self.client.aclose(close_connection_pool=True)
 
 
 class LoopStores:
