@@ -51,7 +51,10 @@ nitpick_ignore_regex = [
     # Type variables of the generic Task/Job (ParamSpec P, return type R).
     ("py:class", r"~?(streamq\.[\w.]+\.)?(P|R|T)"),
     # Internal classes that public signatures name (App.store, Worker.outcomes): not API.
-    ("py:class", r"streamq\.[\w.]+\.(Store|Outcomes|Progress|Records|EagerRecords)"),
+    (
+        "py:class",
+        r"streamq\.[\w.]+\.(Store|AsyncStore|Outcomes|Progress|Records|EagerRecords|TaskDecorator)",
+    ),
 ]
 
 

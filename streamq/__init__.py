@@ -24,13 +24,14 @@ from streamq.producer.app import App
 from streamq.producer.context import JobContext, current_job
 from streamq.producer.handle import Job, JobInfo
 from streamq.producer.schedule import Schedule, ScheduleInfo
-from streamq.producer.task import Task
+from streamq.producer.task import AsyncTask, Task
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
 from streamq.worker.loop import Worker
 
 __all__ = [
     "App",
     "AppSettings",
+    "AsyncTask",
     "Cancelled",
     "ConfigError",
     "DeadJob",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -165,9 +166,27 @@ def test_duplicate_task_name_is_refused(app: streamq.App) -> None:
         def b() -> None: ...
 
 
-def test_async_tasks_are_refused_until_supported(app: streamq.App) -> None:
-    """An async function would never be awaited by the sync worker: refuse it loudly."""
-    with pytest.raises(streamq.ConfigError, match="async"):
+def test_async_tasks_register_and_call_as_coroutines(app: streamq.App) -> None:
+    """``@app.task`` takes an async function: it is marked async, and calling it gives its
+    coroutine (awaiting it runs the body), with or without options."""
 
-        @app.task
-        async def coro() -> None: ...
+    @app.task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @app.task(name="tripled", max_retries=0)
+    async def triple(x: int) -> int:
+        return 3 * x
+
+    @app.task
+    def plain(x: int) -> int:
+        return x
+
+    assert double.is_async
+    assert triple.is_async
+    assert not plain.is_async
+    assert isinstance(double, streamq.AsyncTask)
+    assert app.tasks["tripled"] is triple
+    assert asyncio.run(double(4)) == 8
+    assert asyncio.run(triple.with_options(max_retries=1)(2)) == 6
+    assert plain(5) == 5

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
@@ -18,20 +17,20 @@ from streamq.clock import now_ms
 from streamq.errors import (
     ConfigError,
     EnqueueError,
-    RedisCommandError,
-    RedisSetupError,
-    StreamqConnectionError,
 )
 from streamq.job import PRIORITY_NORMAL, Envelope, new_job_id
 from streamq.keys import check_queue_name, keys_of
+from streamq.producer import sending
+from streamq.producer.aproducer import AsyncProducing
 from streamq.producer.eager import EagerRecords, EagerSwitch
 from streamq.producer.handle import Job
 from streamq.producer.inline import send_inline
 from streamq.producer.periodic import Scheduling
 from streamq.producer.schedule import Schedule
-from streamq.producer.task import Task
+from streamq.producer.task import AsyncTask, Task, TaskDecorator
 from streamq.settings import AppSettings, TaskOptions
 from streamq.store import NewJob, Store, connect
+from streamq.store.aio import LoopStores
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,7 +38,7 @@ R = TypeVar("R")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
-class App(Scheduling):
+class App(Scheduling, AsyncProducing):
     """A registry of tasks and a connection to one Redis.
 
     Args:
@@ -63,8 +62,12 @@ class App(Scheduling):
         self._store: Store | None = None
         self._store_pid = 0
         self._store_url = ""
+        self._astores = LoopStores()
 
     # -- registry --------------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
@@ -84,7 +87,7 @@ class App(Scheduling):
         timeout_s: float | None = None,
         result_ttl_s: float = 86_400.0,
         track: bool = True,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
 
     def task(
         self,
@@ -104,6 +107,9 @@ class App(Scheduling):
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
 
+        An ``async def`` function becomes an :class:`AsyncTask`: enqueued the same way, run
+        by async workers; its jobs' results are typed as the awaited value.
+
         Raises:
             ConfigError: the name is taken or an option is invalid.
         """
@@ -120,12 +126,11 @@ class App(Scheduling):
         )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
-            if inspect.iscoroutinefunction(func):
-                raise ConfigError(f"{func.__name__} is async: async tasks are not supported yet")
             task_name = name or func.__name__
             if task_name in self.tasks:
                 raise ConfigError(f"task name {task_name!r} is already registered")
-            registered: Task[Any, Any] = Task(self, func, task_name, options)
+            kind = AsyncTask if inspect.iscoroutinefunction(func) else Task
+            registered: Task[Any, Any] = kind(self, func, task_name, options)
             self.tasks[task_name] = registered
             return registered
 
@@ -264,10 +269,42 @@ class App(Scheduling):
             EnqueueError: arguments that do not fit a registered task, or Redis did not
                 confirm the job.
         """
+        env = self._named(
+            task,
+            args,
+            kwargs,
+            queue=queue,
+            priority=priority,
+            max_retries=max_retries,
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=backoff_cap_s,
+            timeout_s=timeout_s,
+            job_id=job_id,
+            unique_for_s=unique_for_s,
+        )
+        return self.send(env, delay=delay, at=at)
+
+    def _named(
+        self,
+        task: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        *,
+        queue: str | None,
+        priority: str | int | None,
+        max_retries: int | None,
+        backoff_base_s: float | None,
+        backoff_cap_s: float | None,
+        timeout_s: float | None,
+        job_id: str | None,
+        unique_for_s: float | None,
+    ) -> Envelope:
+        """The envelope of a by-name enqueue (``enqueue`` and ``aenqueue``): the task's own
+        queue and priority by default, arguments checked when the task is registered."""
         known = self.tasks.get(task)
         if known is not None:
             known.check_arguments(args, kwargs or {})
-        env = self.envelope(
+        return self.envelope(
             task,
             args,
             kwargs,
@@ -286,7 +323,6 @@ class App(Scheduling):
             job_id=job_id,
             unique_ms=check.unique_ms(unique_for_s),
         )
-        return self.send(env, delay=delay, at=at)
 
     def enqueue_in(self, delay: float | timedelta, task: str, *a: Any, **kw: Any) -> Job[Any]:
         """Enqueue ``task`` by name to run after ``delay``."""
@@ -315,6 +351,21 @@ class App(Scheduling):
                 refused the credentials or a permission, or the URL is not Redis (no resend).
             PayloadTooLarge: the encoding is over ``max_payload_bytes``.
         """
+        env, due = self._when(env, delay, at, unique_for_s)
+        mode = self._eager.mode()
+        if mode is not None:
+            return send_inline(self, [env], mode, due)[0]
+        (job,) = self._send_batch([env], None, due)
+        return job
+
+    @staticmethod
+    def _when(
+        env: Envelope,
+        delay: float | timedelta | None,
+        at: datetime | None,
+        unique_for_s: float | None,
+    ) -> tuple[Envelope, int]:
+        """The envelope to send (with ``unique_for_s`` applied) and when it is due (0: now)."""
         due = 0
         if at is not None:
             due = check.at_ms(at)
@@ -322,11 +373,7 @@ class App(Scheduling):
             due = now_ms() + check.delay_ms(delay)
         if unique_for_s is not None:
             env = env._replace(unique_ms=check.unique_ms(unique_for_s))
-        mode = self._eager.mode()
-        if mode is not None:
-            return send_inline(self, [env], mode, due)[0]
-        (job,) = self._send_batch([env], None, due)
-        return job
+        return env, due
 
     def enqueue_many(self, envelopes: Iterable[Envelope], batch_size: int = 1000) -> list[Job[Any]]:
         """Send many prepared envelopes, one round trip per ``batch_size`` jobs.
@@ -338,13 +385,7 @@ class App(Scheduling):
         if mode is not None:
             return send_inline(self, list(envelopes), mode, 0)
         jobs: list[Job[Any]] = []
-        batch: list[Envelope] = []
-        for env in envelopes:
-            batch.append(env)
-            if len(batch) >= batch_size:
-                jobs.extend(self._send_batch(batch, len(jobs)))
-                batch = []
-        if batch:
+        for batch in sending.batches(envelopes, batch_size):
             jobs.extend(self._send_batch(batch, len(jobs)))
         return jobs
 
@@ -360,42 +401,18 @@ class App(Scheduling):
     ) -> list[Job[Any]]:
         """Send one script call's worth; ``done`` is None for a single send, else the count
         of jobs of this bulk call already enqueued (for the error message)."""
-        new = [
+        replies = sending.send(self.store, sending.sending(batch, self._rows(batch, due_ms), done))
+        return self._jobs(batch, replies, due_ms)
+
+    def _rows(self, batch: list[Envelope], due_ms: int) -> list[NewJob]:
+        """What the store sends for ``batch`` (encoding each envelope)."""
+        return [
             NewJob(keys_of(e.queue), e.id, e.task, e.priority, self.encode(e), due_ms, e.unique_ms)
             for e in batch
         ]
-        tracked = [n for n, e in zip(new, batch, strict=True) if e.tracked]
-        plain = [n for n, e in zip(new, batch, strict=True) if not e.tracked]
-        by_id: dict[str, tuple[bool, str]] = {}
-        first_try = now_ms()
-        for attempt in range(3):
-            try:
-                if tracked:
-                    # On a resend, a record created since the first try is our own lost
-                    # reply's doing (even if that job already finished): not a new job.
-                    floor = 0 if attempt == 0 else now_ms() - first_try + 1000
-                    got = self.store.enqueue(tracked, now_ms(), floor)
-                    by_id.update(zip((n.job_id for n in tracked), got, strict=True))
-                    tracked = []  # sent: a retry after a later failure must not resend
-                if plain:
-                    # No record, so no dedup: never resent, or a retry could duplicate.
-                    ids = self.store.add(plain)
-                    by_id.update((n.job_id, (True, i)) for n, i in zip(plain, ids, strict=True))
-                break
-            except StreamqConnectionError as e:
-                if attempt == 2 or plain:
-                    what = (
-                        f"job {batch[0].id} ({batch[0].task}) was not enqueued"
-                        if done is None
-                        else f"bulk enqueue stopped after {done} jobs"
-                    )
-                    raise EnqueueError(f"{what}: {e}") from e
-                time.sleep(0.05 * 4**attempt)
-            except (RedisCommandError, RedisSetupError) as e:
-                # OOM (maxmemory reached), READONLY replica after a failover; or credentials,
-                # a permission or a server that is not Redis: resending cannot help.
-                what = "not enqueued" if done is None else f"bulk enqueue stopped after {done} jobs"
-                raise EnqueueError(f"{what}: {e}") from e
+
+    def _jobs(self, batch: list[Envelope], by_id: sending.Replies, due_ms: int) -> list[Job[Any]]:
+        """The handles of a sent batch, from the store's reply for each job id."""
         replies = [by_id[e.id] for e in batch]
         return [
             Job(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from streamq.store import field_text
 
 if TYPE_CHECKING:
     from streamq.producer.app import App
+    from streamq.store.aio import AsyncStore
 
 R = TypeVar("R")
 
@@ -95,6 +97,74 @@ def _status(record: dict[str, bytes], now: int) -> str:
     return state
 
 
+def status_of(record: dict[str, bytes], now: int) -> str:
+    """The status of a job with this record (``unknown`` for none)."""
+    return _status(record, now) if record else "unknown"
+
+
+def is_final(record: dict[str, bytes]) -> bool:
+    """True when a result waiter can stop: the job ended, or it has no record."""
+    return record.get("state", b"").decode() in FINAL or not record
+
+
+def info_of(job_id: str, r: dict[str, bytes], now: int) -> JobInfo:
+    """A :class:`JobInfo` from a job's record."""
+
+    def text(name: str) -> str:
+        return field_text(r, name)
+
+    def num(name: str) -> int | None:
+        return int(r[name]) if name in r else None
+
+    return JobInfo(
+        id=job_id,
+        status=status_of(r, now),
+        task=text("task"),
+        attempt=int(r.get("attempt", b"0")),
+        enqueued_ms=num("enqueued_ms"),
+        due_ms=num("due_ms"),
+        started_ms=num("started_ms"),
+        finished_ms=num("finished_ms"),
+        worker=text("worker"),
+        reason=text("reason"),
+        error_type=text("error_type"),
+        error_message=text("error_message"),
+        traceback=text("traceback"),
+        progress=float(r["progress"]) if r.get("progress") else None,
+        note=text("note"),
+        cancel_requested="cancel_requested_ms" in r,
+    )
+
+
+def result_of(job_id: str, queue: str, r: dict[str, bytes]) -> object:
+    """The value of a finished job from its final record.
+
+    Raises:
+        JobNotFound: no record.
+        JobFailed: it ended dead or cancelled.
+    """
+    if not r:
+        raise JobNotFound(job_id, queue)
+    state = r.get("state", b"unknown").decode()
+    if state == "succeeded":
+        raw = r.get("result")
+        return codec.decode_result(raw) if raw else None
+    reason = field_text(r, "reason") or state
+    raise JobFailed(
+        job_id,
+        state,
+        reason,
+        field_text(r, "error_type"),
+        field_text(r, "error_message"),
+        field_text(r, "traceback"),
+    )
+
+
+def _timeout(job_id: str, start: float) -> ResultTimeout:
+    waited = round(time.monotonic() - start, 3)
+    return ResultTimeout(f"job {job_id} not finished after {waited}s")
+
+
 @dataclass(frozen=True, slots=True)
 class Job(Generic[R]):
     """A job by id. ``created`` is False when an enqueue found the same id still live.
@@ -121,39 +191,31 @@ class Job(Generic[R]):
     def _record(self) -> dict[str, bytes]:
         return self._records().job_record(keys_of(self.queue), self.id)
 
+    def _arecords(self) -> AsyncStore | None:
+        """The running loop's store, or None when records live in memory (eager mode)."""
+        return self.app.astore if self.records is None else None
+
     def status(self) -> str:
         """One of scheduled, queued, running, retrying, succeeded, dead, cancelled, unknown."""
-        record = self._record()
-        return _status(record, now_ms()) if record else "unknown"
+        return status_of(self._record(), now_ms())
+
+    async def astatus(self) -> str:
+        """:meth:`status`, awaitable."""
+        store = self._arecords()
+        if store is None:
+            return self.status()
+        return status_of(await store.job_record(keys_of(self.queue), self.id), now_ms())
 
     def info(self) -> JobInfo:
         """Attempts, timestamps, worker, last error and progress."""
-        r = self._record()
+        return info_of(self.id, self._record(), now_ms())
 
-        def text(name: str) -> str:
-            return field_text(r, name)
-
-        def num(name: str) -> int | None:
-            return int(r[name]) if name in r else None
-
-        return JobInfo(
-            id=self.id,
-            status=_status(r, now_ms()) if r else "unknown",
-            task=text("task"),
-            attempt=int(r.get("attempt", b"0")),
-            enqueued_ms=num("enqueued_ms"),
-            due_ms=num("due_ms"),
-            started_ms=num("started_ms"),
-            finished_ms=num("finished_ms"),
-            worker=text("worker"),
-            reason=text("reason"),
-            error_type=text("error_type"),
-            error_message=text("error_message"),
-            traceback=text("traceback"),
-            progress=float(r["progress"]) if r.get("progress") else None,
-            note=text("note"),
-            cancel_requested="cancel_requested_ms" in r,
-        )
+    async def ainfo(self) -> JobInfo:
+        """:meth:`info`, awaitable."""
+        store = self._arecords()
+        if store is None:
+            return self.info()
+        return info_of(self.id, await store.job_record(keys_of(self.queue), self.id), now_ms())
 
     def result(self, timeout_s: float = 60.0) -> R:
         """Wait (pub/sub, no polling) for the job to finish and return its value.
@@ -164,39 +226,55 @@ class Job(Generic[R]):
             JobFailed: it ended dead (with the remote error) or cancelled.
             ResultTimeout: it did not finish within ``timeout_s``.
         """
-        keys = keys_of(self.queue)
         seen: dict[str, dict[str, bytes]] = {}
 
         def final() -> bool:
             seen["r"] = self._record()
-            return seen["r"].get("state", b"").decode() in FINAL or not seen["r"]
+            return is_final(seen["r"])
 
         start = time.monotonic()
-        if not self._records().wait_done(keys, self.id, timeout_s, final):
-            waited = round(time.monotonic() - start, 3)
-            raise ResultTimeout(f"job {self.id} not finished after {waited}s")
-        r = seen["r"]
-        if not r:
-            raise JobNotFound(self.id, self.queue)
-        state = r.get("state", b"unknown").decode()
-        if state == "succeeded":
-            raw = r.get("result")
-            return cast(R, codec.decode_result(raw) if raw else None)
+        if not self._records().wait_done(keys_of(self.queue), self.id, timeout_s, final):
+            raise _timeout(self.id, start)
+        return cast(R, result_of(self.id, self.queue, seen["r"]))
 
-        def text(name: str) -> str:
-            return field_text(r, name)
+    async def aresult(self, timeout_s: float = 60.0) -> R:
+        """:meth:`result` without blocking the event loop: every waiting coroutine of a loop
+        shares one pub/sub connection.
 
-        reason = text("reason") or state
-        raise JobFailed(
-            self.id, state, reason, text("error_type"), text("error_message"), text("traceback")
-        )
+        Raises:
+            JobNotFound, JobFailed, ResultTimeout: as :meth:`result`.
+        """
+        store = self._arecords()
+        if store is None:  # eager mode: the job already ran, or the wait is in memory
+            return await asyncio.to_thread(self.result, timeout_s)
+        keys = keys_of(self.queue)
+        seen: dict[str, dict[str, bytes]] = {}
+
+        async def final() -> bool:
+            seen["r"] = await store.job_record(keys, self.id)
+            return is_final(seen["r"])
+
+        start = time.monotonic()
+        if not await store.wait_done(keys, self.id, timeout_s, final):
+            raise _timeout(self.id, start)
+        return cast(R, result_of(self.id, self.queue, seen["r"]))
 
     def cancel(self) -> str:
         """Cancel the job: ``cancelled`` (it will not run), ``cancelling`` (it is running and
         is being stopped), or the final state it already had, or ``unknown``."""
+        return self._records().cancel(keys_of(self.queue), self.id, now_ms(), self._ttl_ms())
+
+    async def acancel(self) -> str:
+        """:meth:`cancel`, awaitable."""
+        store = self._arecords()
+        if store is None:
+            return self.cancel()
+        return await store.cancel(keys_of(self.queue), self.id, now_ms(), self._ttl_ms())
+
+    def _ttl_ms(self) -> int:
+        """How long the record of a job cancelled now is kept: its task's setting."""
         task = self.app.tasks.get(self.task) if self.task else None
-        ttl = task.options.record_ttl_ms if task else DEFAULT_RECORD_TTL_MS
-        return self._records().cancel(keys_of(self.queue), self.id, now_ms(), ttl)
+        return task.options.record_ttl_ms if task else DEFAULT_RECORD_TTL_MS
 
     def __repr__(self) -> str:
         return f"<Job {self.id} task={self.task} queue={self.queue}>"

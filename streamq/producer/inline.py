@@ -5,22 +5,25 @@ context (``current_job()``, progress) and retries by the worker's own rule
 (:func:`streamq.policy.on_failure`), only without waiting out the backoff. Its record lives in
 memory (:class:`~streamq.producer.eager.EagerRecords`); nothing talks to Redis.
 
-:func:`run_inline` is the only part that calls the task: an async twin awaits the call and
-reuses the other steps unchanged.
+:func:`attempts` holds the rules of a run; :func:`run_inline` and :func:`arun_inline` only
+make the call (the async one awaits an ``async def`` task in the caller's loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import traceback
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from streamq import codec
 from streamq.clock import now_ms
-from streamq.errors import Cancelled, JobFailed, TimeLimitExceeded
+from streamq.errors import Cancelled, ConfigError, JobFailed, TimeLimitExceeded
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
 from streamq.policy import Bury, on_failure, result_bytes
@@ -43,18 +46,64 @@ def send_inline(app: App, envs: list[Envelope], mode: EagerMode, due_ms: int) ->
 
     Every envelope is encoded first, so one that cannot be sent fails the call before any
     runs, as a real batch does. A delayed job runs at once (``due_ms`` stays in its record).
+    An ``async def`` task runs in ``asyncio.run``, so not while a loop runs in this thread.
     """
     records = app.eager_records
-    payloads = [app.encode(env) for env in envs]
-    jobs: list[Job[Any]] = []
-    for env, payload in zip(envs, payloads, strict=True):
-        created = enqueue_inline(records, env, due_ms)
-        if created:
+    created = []
+    for env, payload in zip(envs, _encode(app, envs, blocking=True), strict=True):
+        created.append(enqueue_inline(records, env, due_ms))
+        if created[-1]:
             run_inline(app, records, payload, mode)
-        jobs.append(
-            Job(env.id, env.queue, app, env.task, env, None, due_ms or None, created, records)
+    return _handles(app, envs, created, due_ms)
+
+
+async def asend_inline(
+    app: App, envs: list[Envelope], mode: EagerMode, due_ms: int
+) -> list[Job[Any]]:
+    """:func:`send_inline` for ``aenqueue``: an ``async def`` task is awaited in this loop."""
+    records = app.eager_records
+    created = []
+    for env, payload in zip(envs, _encode(app, envs, blocking=False), strict=True):
+        created.append(enqueue_inline(records, env, due_ms))
+        if created[-1]:
+            await arun_inline(app, records, payload, mode)
+    return _handles(app, envs, created, due_ms)
+
+
+def _encode(app: App, envs: list[Envelope], blocking: bool) -> list[bytes]:
+    """Every envelope's bytes, before any job runs.
+
+    Raises:
+        ConfigError: a blocking enqueue of an ``async def`` task while an event loop runs in
+            this thread (running the coroutine would block that loop).
+    """
+    if blocking and _loop_running() and any(_is_async(app, env) for env in envs):
+        raise ConfigError(
+            "an async task cannot run inline from a sync enqueue while an event loop is "
+            "running in this thread: use `await task.aenqueue(...)` in eager mode"
         )
-    return jobs
+    return [app.encode(env) for env in envs]
+
+
+def _handles(app: App, envs: list[Envelope], created: list[bool], due_ms: int) -> list[Job[Any]]:
+    records = app.eager_records
+    return [
+        Job(env.id, env.queue, app, env.task, env, None, due_ms or None, new, records)
+        for env, new in zip(envs, created, strict=True)
+    ]
+
+
+def _is_async(app: App, env: Envelope) -> bool:
+    task = app.tasks.get(env.task)
+    return task is not None and task.is_async
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def enqueue_inline(records: EagerRecords, env: Envelope, due_ms: int) -> bool:
@@ -75,12 +124,21 @@ def enqueue_inline(records: EagerRecords, env: Envelope, due_ms: int) -> bool:
     return created
 
 
-def run_inline(app: App, records: EagerRecords, payload: bytes, mode: EagerMode) -> None:
-    """Run a job's attempts until it succeeds, is cancelled or ends dead.
+@dataclass(frozen=True, slots=True)
+class Returned:
+    """An attempt's value (what :func:`attempts` is sent when the call returned)."""
+
+    value: object
+
+
+def attempts(
+    app: App, records: EagerRecords, payload: bytes, mode: EagerMode
+) -> Generator[tuple[Task[Any, Any], Envelope], Returned | BaseException, None]:
+    """A job's attempts until it succeeds, is cancelled or ends dead: yields each call to
+    make (with ``current_job()`` set), is sent what it returned or raised.
 
     Raises:
-        BaseException: with ``mode.propagate``, what made the job dead; and whatever a task
-            raises that a worker would not catch either (KeyboardInterrupt, SystemExit).
+        BaseException: with ``mode.propagate``, what made the job dead.
     """
     next_payload: bytes | None = payload
     while next_payload is not None:
@@ -91,17 +149,64 @@ def run_inline(app: App, records: EagerRecords, payload: bytes, mode: EagerMode)
         started = time.perf_counter()
         token = _current.set((env, Progress(records)))
         try:
-            value = task.fn(*env.args, **env.kwargs)
-        except Cancelled:
-            finish(records, env, task, "cancelled", b"")
-            return
-        except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded, as a worker does
-            next_payload = failed(app, records, env, task, exc, mode, _ms_since(started))
-            continue
+            outcome = yield task, env
         finally:
             _current.reset(token)
-        succeeded(records, env, task, value, _ms_since(started))
+        if isinstance(outcome, Cancelled):
+            finish(records, env, task, "cancelled", b"")
+            return
+        if isinstance(outcome, BaseException):
+            next_payload = failed(app, records, env, task, outcome, mode, _ms_since(started))
+            continue
+        succeeded(records, env, task, outcome.value, _ms_since(started))
         return
+
+
+def run_inline(app: App, records: EagerRecords, payload: bytes, mode: EagerMode) -> None:
+    """Run a job's attempts here; an ``async def`` task in ``asyncio.run``.
+
+    Raises:
+        BaseException: with ``mode.propagate``, what made the job dead; and whatever a task
+            raises that a worker would not catch either (KeyboardInterrupt, SystemExit).
+    """
+    steps = attempts(app, records, payload, mode)
+    outcome: Returned | BaseException | None = None
+    try:
+        while True:
+            try:
+                task, env = steps.send(outcome)  # type: ignore[arg-type]  # None starts it
+            except StopIteration:
+                return
+            try:
+                value = task.fn(*env.args, **env.kwargs)
+                if task.is_async:
+                    value = asyncio.run(value)
+                outcome = Returned(value)
+            except (Exception, Cancelled, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded
+                outcome = exc
+    finally:
+        steps.close()
+
+
+async def arun_inline(app: App, records: EagerRecords, payload: bytes, mode: EagerMode) -> None:
+    """:func:`run_inline` with an ``async def`` task awaited in this loop."""
+    steps = attempts(app, records, payload, mode)
+    outcome: Returned | BaseException | None = None
+    try:
+        while True:
+            try:
+                task, env = steps.send(outcome)  # type: ignore[arg-type]  # None starts it
+            except StopIteration:
+                return
+            try:
+                value = task.fn(*env.args, **env.kwargs)
+                if task.is_async:
+                    value = await value
+                outcome = Returned(value)
+            except (Exception, Cancelled, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded
+                outcome = exc
+    finally:
+        steps.close()
 
 
 def begin(app: App, records: EagerRecords, env: Envelope, mode: EagerMode) -> Task[Any, Any] | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, Self, TypeVar, overload
 
 from streamq import options as check
 from streamq.job import Envelope
@@ -22,14 +23,19 @@ R = TypeVar("R")
 
 
 class Task(Generic[P, R]):
-    """A function registered under a name, with its queue and retry policy."""
+    """A function registered under a name, with its queue and retry policy.
 
-    __slots__ = ("_checker", "_overrides", "app", "fn", "name", "options")
+    ``R`` is what a job of it returns: for an ``async def`` task (an :class:`AsyncTask`), the
+    awaited value, so ``job.result()`` and ``await job.aresult()`` are typed alike.
+    ``is_async`` is True for ``async def`` functions.
+    """
+
+    __slots__ = ("_checker", "_overrides", "app", "fn", "is_async", "name", "options")
 
     def __init__(
         self,
         app: App,
-        fn: Callable[P, R],
+        fn: Callable[P, Any],
         name: str,
         options: TaskOptions,
         overrides: dict[str, Any] | None = None,
@@ -37,6 +43,7 @@ class Task(Generic[P, R]):
     ) -> None:
         self.app = app
         self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
         self.name = name
         self.options = options
         self._overrides = overrides or {}
@@ -45,7 +52,8 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now, without a queue."""
-        return self.fn(*args, **kwargs)
+        result: R = self.fn(*args, **kwargs)
+        return result
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
@@ -61,7 +69,7 @@ class Task(Generic[P, R]):
         timeout_s: float | None = None,
         job_id: str | None = None,
         unique_for_s: float | None = None,
-    ) -> Task[P, R]:
+    ) -> Self:
         """Return this task with per-enqueue overrides, e.g. ``t.with_options(max_retries=0)``.
 
         Overrides travel in the envelope, so the worker applies them whatever its defaults.
@@ -91,7 +99,7 @@ class Task(Generic[P, R]):
             options = replace(options, queue=check_queue_name(queue))
         if priority is not None:
             options = replace(options, priority=check.priority(priority))
-        return Task(self.app, self.fn, self.name, options, overrides, self._checker)
+        return type(self)(self.app, self.fn, self.name, options, overrides, self._checker)
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise EnqueueError unless the function could be called with these arguments.
@@ -139,3 +147,53 @@ class Task(Generic[P, R]):
     def enqueue_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue to run at ``when`` (a timezone-aware datetime)."""
         return self.app.send(self.prepare(*args, **kwargs), at=when)
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """:meth:`enqueue` without blocking the event loop (``redis.asyncio``, same rules).
+
+        Raises:
+            EnqueueError: as :meth:`enqueue`.
+        """
+        return await self.app.asend(self.prepare(*args, **kwargs))
+
+    async def aenqueue_in(
+        self, delay: float | timedelta, *args: P.args, **kwargs: P.kwargs
+    ) -> Job[R]:
+        """:meth:`enqueue_in`, awaitable."""
+        return await self.app.asend(self.prepare(*args, **kwargs), delay=delay)
+
+    async def aenqueue_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """:meth:`enqueue_at`, awaitable."""
+        return await self.app.asend(self.prepare(*args, **kwargs), at=when)
+
+
+class AsyncTask(Task[P, R]):
+    """A task whose function is ``async def``; ``R`` is what awaiting it gives.
+
+    Calling it returns the function's coroutine (await it to run the task here and now).
+    Enqueueing is the same as for a sync task, with :meth:`Task.enqueue` or
+    :meth:`Task.aenqueue`; async workers run its jobs.
+    """
+
+    __slots__ = ()
+
+    def __call__(  # type: ignore[override]  # the call gives the coroutine; R is its result
+        self, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        """Return the function's coroutine, to await here and now, without a queue."""
+        coro: Coroutine[Any, Any, R] = self.fn(*args, **kwargs)
+        return coro
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns: it registers a sync or async function."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Task[Any, Any]:
+        """Register ``fn``."""
+        ...

@@ -7,6 +7,10 @@ refused calls only. Every verb's rules are the plan's, shared with the blocking 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -14,9 +18,11 @@ import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from streamq.keys import QueueKeys
 from streamq.plan import Batch, Op, Plan
 from streamq.scripts import SCRIPT_NAMES, source
 from streamq.store import inspect, queue, records, schedules, upkeep
+from streamq.store.alistener import AsyncDoneListener
 from streamq.store.node import judge, noscript, wrapped
 
 P = ParamSpec("P")
@@ -85,11 +91,12 @@ class AsyncExecutor:
 
 
 class _Base:
-    """One asyncio client and its executor."""
+    """One asyncio client, its executor and its result listener (started on the first wait)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._exec = AsyncExecutor(client)
+        self.listener = AsyncDoneListener(client)
 
     async def _run(self, plan: Plan[T], what: str) -> T:
         return await self._exec.run(plan, what)
@@ -155,6 +162,78 @@ class AsyncStore(_Base):
     pause_schedule = _verb(schedules.pause_schedule_plan, "schedule pause failed")
     undefine_schedule = _verb(schedules.undefine_schedule_plan, "schedule removal failed")
 
+    async def wait_done(
+        self,
+        keys: QueueKeys,
+        job_id: str,
+        timeout_s: float,
+        is_done: Callable[[], Awaitable[bool]],
+    ) -> bool:
+        """Wait (pub/sub, no polling) until the job is final or ``timeout_s`` passes.
+
+        Through this loop's one shared listener (:mod:`streamq.store.alistener`): many
+        waiting coroutines hold one connection. ``is_done`` is awaited after registering and
+        again on every wake-up, so a finish in between is not missed.
+        """
+        return await self.listener.wait(keys.done_channel(job_id), timeout_s, is_done)
+
     async def aclose(self) -> None:
-        """Close this store's connections (before its event loop ends)."""
-        await self.client.aclose()
+        """Close this store's listener and connections (before its event loop ends)."""
+        await self.listener.aclose()
+        # A client given its pool does not close it by itself.
+        await self.client.aclose(close_connection_pool=True)
+
+
+class LoopStores:
+    """One :class:`AsyncStore` per running event loop, and per process.
+
+    A redis.asyncio connection belongs to the loop that opened it, so each loop (a thread
+    with its own loop, a test's ``asyncio.run``) gets its own store and bounded pool. A
+    store closes when its loop ends: a task that only waits is cancelled by ``asyncio.run``
+    (and by any runner that cancels leftover tasks) and closes the store, so no connection
+    outlives its loop; ``aclose`` closes it earlier. A forked child opens its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._by_loop: dict[asyncio.AbstractEventLoop, tuple[str, AsyncStore, asyncio.Task[None]]]
+        self._by_loop = {}
+
+    def current(self, url: str, open_store: Callable[[], AsyncStore]) -> AsyncStore:
+        """The running loop's store for ``url``, opened on first use (no I/O yet)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._pid != os.getpid():  # the parent's sockets are not ours to use or close
+                self._pid, self._by_loop = os.getpid(), {}
+            for gone in [lp for lp in self._by_loop if lp.is_closed()]:
+                del self._by_loop[gone]  # a loop closed without cancelling its tasks
+            held = self._by_loop.get(loop)
+            if held is not None and held[0] == url:
+                return held[1]
+            store = open_store()
+            closer = loop.create_task(self._close_at_end(store), name="streamq-store-closer")
+            self._by_loop[loop] = (url, store, closer)
+        if held is not None:  # the URL changed: the old store closes now
+            held[2].cancel()
+        return store
+
+    async def aclose(self) -> None:
+        """Close the running loop's store, if it has one; the next call opens a new one."""
+        with self._lock:
+            held = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if held is not None:
+            held[2].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await held[2]
+
+    async def _close_at_end(self, store: AsyncStore) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_future()  # until cancelled: by aclose, or as the loop ends
+        finally:
+            with self._lock:
+                held = self._by_loop.get(loop)
+                if held is not None and held[1] is store:
+                    del self._by_loop[loop]
+            await store.aclose()
