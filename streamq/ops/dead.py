@@ -103,12 +103,14 @@ class DeadLetters:
         """
         out: builtins.list[DeadJob] = []
         end, scanned = "+" if before is None else "(" + before, 0
+        wanted = {k: v.encode() for k, v in (("task", task), ("reason", reason)) if v is not None}
         while scanned < scan:
-            want = min(max(count, 100), scan - scanned)
+            want = min(500 if wanted else count, scan - scanned)
             letters = self.store.dead_recent(self.keys, end, want)
             for i, letter in enumerate(letters, 1):
-                job = DeadJob.from_letter(letter)
-                if job.matches(task, reason):
+                # Compared as bytes first: a filter that matches little decodes little.
+                if all(letter.fields.get(k, b"") == v for k, v in wanted.items()):
+                    job = DeadJob.from_letter(letter)
                     out.append(job)
                     if len(out) == count:
                         more = i < len(letters) or len(letters) == want

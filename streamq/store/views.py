@@ -162,12 +162,27 @@ def _entry_ms(entry_id: bytes | str) -> int:
     return int(as_str(entry_id).split("-", 1)[0])
 
 
-def pending_plan(keys: QueueKeys, group: str, count: int = 100) -> Plan[list[Pending]]:
-    """The first ``count`` entries held by consumers, per priority level, with their fields."""
+def pending_plan(
+    keys: QueueKeys, group: str, count: int = 100, consumers: Sequence[str] = ()
+) -> Plan[list[Pending]]:
+    """Entries held by consumers, with their fields: the first ``count`` per priority level,
+    or, given ``consumers``, the first ``count`` of each of them per level (a worker's
+    running job is among the few it holds, whatever the others hold)."""
+    who: Sequence[str | None] = consumers or [None]
+    asks = [(p, c) for p in PRIORITY_LEVELS for c in who]
     summaries = yield Batch(
         [
-            cmd("XPENDING", keys.stream_for(p), group, "-", "+", count, parse_detail=True)
-            for p in PRIORITY_LEVELS
+            cmd(
+                "XPENDING",
+                keys.stream_for(p),
+                group,
+                "-",
+                "+",
+                count,
+                *([c] if c else []),
+                parse_detail=True,
+            )
+            for p, c in asks
         ],
         tolerant=True,
     )
@@ -179,7 +194,7 @@ def pending_plan(keys: QueueKeys, group: str, count: int = 100) -> Plan[list[Pen
             int(row["time_since_delivered"]),
             int(row["times_delivered"]),
         )
-        for p, summary in zip(PRIORITY_LEVELS, summaries, strict=True)
+        for (p, _), summary in zip(asks, summaries, strict=True)
         if not refused(summary)
         for row in summary
     ]

@@ -99,9 +99,17 @@ class Held:
     state: str
 
 
-def held(app: App, keys: QueueKeys, group: str, show_args: bool, count: int = 100) -> list[Held]:
-    """The first ``count`` entries held by consumers of ``keys``, with their jobs."""
-    entries = app.store.pending(keys, group, count)
+def held(
+    app: App,
+    keys: QueueKeys,
+    group: str,
+    show_args: bool,
+    count: int = 100,
+    consumers: Sequence[str] = (),
+) -> list[Held]:
+    """The first ``count`` entries held by consumers of ``keys`` (or by each of
+    ``consumers``), with their jobs."""
+    entries = app.store.pending(keys, group, count, consumers)
     rows = [job_row(p.fields.get(b"j"), app.settings.max_payload_bytes, show_args) for p in entries]
     records = app.store.job_fields(
         keys, [r.job_id or "-" for r in rows], ["started_ms", "progress", "state"]
@@ -155,10 +163,15 @@ def workers(app: App, queues: Sequence[str], group: str, show_args: bool) -> lis
             host = name.split(":", 1)[0]
             return pools.setdefault(host, Pool(host, [], []))
 
+        names = []
         for c in app.store.depth(keys, group).consumers:
             pool(c.name).consumers.append((q, c))
-        for h in held(app, keys, group, show_args, 500):
-            pool(h.pending.consumer).running.append((q, h))
+            if c.pending:
+                names.append(c.name)
+        # A worker holds its running job and the rest of its batch: a few per consumer.
+        for h in held(app, keys, group, show_args, 10, names) if names else []:
+            if h.state == "running" or not h.started_ms:
+                pool(h.pending.consumer).running.append((q, h))
     return sorted(pools.values(), key=lambda p: p.host)
 
 
@@ -225,7 +238,7 @@ def duration(ms: int) -> str:
     if s < 60:
         return f"{s}s"
     if s < 3600:
-        return f"{s // 60}m {s % 60}s"
+        return f"{s // 60}m {s % 60}s" if s % 60 else f"{s // 60}m"
     if s < 86400:
         return f"{s // 3600}h {s % 3600 // 60}m"
     return f"{s // 86400}d {s % 86400 // 3600}h"
