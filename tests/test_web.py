@@ -277,3 +277,18 @@ def test_mounted_under_a_prefix(app: streamq.App, queue: str) -> None:
         assert 'href="/ops/queues/static/app.css"' in page
         assert c.get("/ops/queues/static/app.css").status_code == 200
         assert c.cookies.get(CSRF_COOKIE)
+
+
+def test_cli_refuses_a_public_host_without_a_token(capsys: pytest.CaptureFixture[str]) -> None:
+    """`streamq dashboard --host 0.0.0.0` without a token exits with an error, serving
+    nothing; loopback hosts are the only ones allowed without one."""
+    from streamq.cli import main
+    from streamq.web.serve import is_loopback
+
+    code = main(["dashboard", "--host", "0.0.0.0", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert code != 0
+    assert "without a token" in capsys.readouterr().err
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("::1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
