@@ -18,7 +18,7 @@ from streamq.errors import (
 )
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
-from streamq.ops.dead import DeadJob, DeadLetters
+from streamq.ops.dead import DeadJob, DeadLetters, DeadPage
 from streamq.pool.supervisor import PoolSettings, Supervisor
 from streamq.producer.app import App
 from streamq.producer.context import JobContext, current_job
@@ -36,6 +36,7 @@ __all__ = [
     "ConfigError",
     "DeadJob",
     "DeadLetters",
+    "DeadPage",
     "DecodeError",
     "EnqueueError",
     "Envelope",

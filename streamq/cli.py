@@ -14,7 +14,7 @@ from dataclasses import asdict
 from streamq import logging as sq_logging
 from streamq.clock import now_ms
 from streamq.errors import StreamqError
-from streamq.keys import QueueKeys
+from streamq.keys import MINUTE_MS, QueueKeys
 from streamq.ops.dead import DeadJob, DeadLetters
 from streamq.ops.doctor import diagnose
 from streamq.ops.schedules import ACTIONS as SCHEDULE_ACTIONS
@@ -22,6 +22,7 @@ from streamq.ops.schedules import command as schedules_command
 from streamq.pool.supervisor import EXIT_ERROR, EXIT_USAGE, PoolSettings, Supervisor
 from streamq.producer.app import App
 from streamq.settings import WorkerSettings
+from streamq.store.views import OUTCOMES
 from streamq.upkeep.scheduler import Scheduler
 
 
@@ -86,9 +87,42 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "delayed": s.delayed,
                 "dead": s.dead,
                 "consumers": s.consumers,
+                "last_hour": throughput_totals(app, q, 60),
             }
         )
     print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+    return 0
+
+
+def throughput_totals(app: App, queue: str, minutes: int) -> dict[str, int]:
+    """Jobs finished in the last ``minutes``, by outcome (from the workers' counters)."""
+    now = now_ms()
+    totals = dict.fromkeys(OUTCOMES, 0)
+    for m in app.store.throughput(QueueKeys(queue), now - (minutes - 1) * MINUTE_MS, now):
+        for outcome, n in m.counts.items():
+            totals[outcome] = totals.get(outcome, 0) + n
+    return totals
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    try:
+        from streamq.web.serve import serve  # noqa: PLC0415  # the optional `web` extra
+    except ImportError as e:
+        raise StreamqError(
+            f"the dashboard needs the web extra: pip install 'streamq[web]' ({e})"
+        ) from e
+    app = _app(args)
+    token = args.token or os.environ.get("STREAMQ_DASHBOARD_TOKEN") or None
+    serve(
+        app,
+        args.host,
+        args.port,
+        args.read_only,
+        token,
+        show_args=args.show_args,
+        group=args.group,
+        queues=args.queue,
+    )
     return 0
 
 
@@ -245,7 +279,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, default=100)
     d.set_defaults(func=cmd_dead)
     _add_schedules(sub)
+    _add_dashboard(sub, shared)
     return p
+
+
+def _add_dashboard(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], shared: argparse.ArgumentParser
+) -> None:
+    w = sub.add_parser("dashboard", help="serve the web dashboard", parents=[shared])
+    w.add_argument("--app", default=None, help="module:attribute of your streamq.App")
+    w.add_argument("--host", default="127.0.0.1", help="without a token: loopback only")
+    w.add_argument("--port", type=int, default=8080)
+    w.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    w.add_argument(
+        "--token", default=None, help="required of every visitor (or $STREAMQ_DASHBOARD_TOKEN)"
+    )
+    w.add_argument(
+        "--show-args", action="store_true", help="show job arguments and results (off: PII)"
+    )
+    w.add_argument("--group", default="default", help="consumer group name")
+    w.add_argument("--queue", action="append", default=[], help="repeatable; default: all")
+    w.set_defaults(func=cmd_dashboard)
 
 
 def _add_schedules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -18,6 +18,9 @@ PRIORITY_LEVELS = (PRIORITY_HIGH, PRIORITY_NORMAL, PRIORITY_LOW)
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 PREFIX = "streamq"
+MINUTE_MS = 60_000
+# How long a per-minute throughput hash lives: the dashboard's day chart plus a day of slack.
+STATS_TTL_MS = 48 * 3600 * 1000
 
 
 def check_queue_name(queue: str) -> str:
@@ -109,6 +112,15 @@ class QueueKeys:
     def cancels(self) -> str:
         """Set of ids of running jobs whose cancellation was asked for."""
         return self._base + "cancels"
+
+    def stats(self, minute: int) -> str:
+        """Hash of outcome counts (succeeded, retried, dead, cancelled) of one minute, numbered
+        from the epoch (``now_ms // MINUTE_MS``); it expires after ``STATS_TTL_MS``."""
+        return self._base + "stats:" + str(minute)
+
+    def stats_at(self, now_ms: int) -> str:
+        """The throughput hash of the minute that ``now_ms`` falls in."""
+        return self.stats(now_ms // MINUTE_MS)
 
     def schedule(self, schedule_id: str) -> str:
         """Hash of one periodic schedule: definition, hash, paused, last job, counters."""

@@ -21,16 +21,21 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Op:
     """One command: a registered script (``script`` names ``lua/<script>.lua``, ``keys`` are
-    its KEYS and ``args`` its ARGV) or, with ``script`` empty, a plain command in ``args``."""
+    its KEYS and ``args`` its ARGV) or, with ``script`` empty, a plain command in ``args``.
+
+    ``options`` are handed to the client's reply parser, for the commands whose reply shape
+    depends on their arguments (``parse_detail`` for the extended form of XPENDING).
+    """
 
     args: tuple[Any, ...]
     script: str = ""
     keys: tuple[Any, ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
 
 
-def cmd(*args: Any) -> Op:
+def cmd(*args: Any, **options: Any) -> Op:
     """A plain command, e.g. ``cmd("XLEN", key)``; a two-word name is one string."""
-    return Op(args)
+    return Op(args, options=tuple(options.items()))
 
 
 def lua(name: str, keys: Sequence[Any], args: Sequence[Any]) -> Op:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
+from streamq.keys import STATS_TTL_MS
 from streamq.plan import Call, lua
 
 SCRIPT_NAMES = (
@@ -35,6 +36,7 @@ SCRIPT_NAMES = (
     "pause",
     "undefine",
     "group",
+    "busy",
 )
 
 
@@ -152,14 +154,16 @@ def ack(
     cancels: str,
     stream: str,
     delayed: str,
+    stats: str,
     done_prefix: str,
     group: str,
     now_ms: int,
     done: Sequence[Finished],
     retries: Sequence[RetryRow] = (),
 ) -> Call[tuple[int, int]]:
-    """Record a batch's outcomes on ``stream``; (finished acked, failed no longer held)."""
-    keys: list[Any] = [cancels, stream, delayed]
+    """Record a batch's outcomes on ``stream`` and count them in the minute's ``stats`` hash;
+    (finished acked, failed no longer held)."""
+    keys: list[Any] = [cancels, stream, delayed, stats]
     tracked = []
     for i, f in enumerate(done, 1):
         if f.job_key:
@@ -174,13 +178,13 @@ def ack(
         rows.append((r.entry_id, r.job_id, r.payload, r.due_ms, *r.error, r.ttl_ms, index))
     blob = msgpack.packb(([f.entry_id for f in done], tracked, rows), use_bin_type=False)
     return Call(
-        lua("ack", keys, [group, now_ms, done_prefix, blob]),
+        lua("ack", keys, [group, now_ms, done_prefix, blob, STATS_TTL_MS]),
         lambda reply: (int(reply[0]), int(reply[1])),
     )
 
 
 def bury(
-    keys: tuple[str, str, str],
+    keys: tuple[str, str, str, str],
     group: str,
     entry_id: bytes,
     now_ms: int,
@@ -188,8 +192,11 @@ def bury(
     channel: str,
     fields: dict[str, Any],
 ) -> Call[bool]:
-    """Ack ``entry_id`` and add ``fields`` to the dead-letter stream; False if lease lost."""
-    flat: list[Any] = [group, entry_id, now_ms, ttl_ms, channel]
+    """Ack ``entry_id`` and add ``fields`` to the dead-letter stream; False if lease lost.
+
+    ``keys``: stream, dead-letter stream, job hash, the minute's throughput hash.
+    """
+    flat: list[Any] = [group, entry_id, now_ms, ttl_ms, channel, STATS_TTL_MS]
     for name, value in fields.items():
         flat.extend((name, value))
     return Call(lua("bury", keys, flat), bool)
@@ -206,6 +213,7 @@ def promote(stream: str, delayed: str, now_ms: int, limit: int) -> Call[tuple[in
 def reclaim(
     stream: str,
     dead: str,
+    stats: str,
     group: str,
     reaper: str,
     min_idle_ms: int,
@@ -225,8 +233,9 @@ def reclaim(
         max_deliveries,
         now_ms,
         dead_consumer,
+        STATS_TTL_MS,
     ]
-    return Call(lua("reclaim", [stream, dead], args), _reclaimed)
+    return Call(lua("reclaim", [stream, dead, stats], args), _reclaimed)
 
 
 def _reclaimed(reply: Any) -> ReclaimResult:
@@ -357,3 +366,8 @@ def pause(schedule: str, nexts: str, schedule_id: str, next_ms: int, now_ms: int
 def undefine(keys: tuple[str, str, str], schedule_id: str) -> Call[bool]:
     """Remove a schedule; True if it existed."""
     return Call(lua("undefine", keys, [schedule_id]), bool)
+
+
+def busy(streams: Sequence[str], delayed: Sequence[str], horizon_ms: int) -> Call[int]:
+    """Entries in ``streams`` plus members of ``delayed`` due by ``horizon_ms``, in one step."""
+    return Call(lua("busy", [*streams, *delayed], [horizon_ms]), int)

@@ -130,4 +130,5 @@ def test_cli_info_reports_depth(app: streamq.App, queue: str, redis_server: Redi
         "delayed": 1,
         "dead": 0,
         "consumers": {"c1": 1},
+        "last_hour": {"succeeded": 0, "retried": 0, "dead": 0, "cancelled": 0},
     }

@@ -25,8 +25,8 @@ ACL_COMMANDS = (
     "+ping +info +xadd +xreadgroup +xack +xdel +xgroup|create +xgroup|delconsumer +xautoclaim "
     "+xclaim +xpending +xrange +xlen +xinfo|consumers +xinfo|groups +zadd +zcard +zcount "
     "+zrange +zrem +evalsha +eval +script|load +command|docs +config|get "
-    "+hgetall +hget +hmget +hexists +hset +del +exists +pexpire +publish +sadd +smembers +srem "
-    "+subscribe +unsubscribe"
+    "+hgetall +hget +hmget +hexists +hset +hincrby +xrevrange +del +exists +pexpire +publish "
+    "+sadd +smembers +srem +subscribe +unsubscribe"
 )
 
 
@@ -56,7 +56,21 @@ def _exercise(app: streamq.App, queue: str) -> None:
     w.shutdown()
     s = app.store.stats(keys, "default")
     assert (s.dead, s.delayed) == (1, 0)
+    _every_dashboard_page(app, queue)
     assert streamq.DeadLetters(app.store, queue).replay() == 1
+
+
+def _every_dashboard_page(app: streamq.App, queue: str) -> None:
+    """The dashboard's reads (throughput, depth, pending, dead letters...) need no more."""
+    from starlette.testclient import TestClient
+
+    from streamq.web import create_app
+
+    with TestClient(create_app(app)) as client:
+        dead_id = app.store.dead_list(QueueKeys(queue))[0].id
+        for path in ("/", f"/queues/{queue}", "/workers", "/dead", "/schedules", "/job?id=x"):
+            assert client.get(path).status_code in (200, 404), path
+        assert client.get(f"/dead/{queue}/{dead_id}").status_code == 200
 
 
 def test_least_privilege_acl_user_runs_everything(redis_server: RedisServer, queue: str) -> None:

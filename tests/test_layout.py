@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "ops": 6,
     "pool": 7,
     "testing": 8,
+    "web": 8,
     "cli": 9,
     "__init__": 10,
     "__main__": 10,

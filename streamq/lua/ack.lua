@@ -8,17 +8,20 @@
 -- longer held is not retried: its reclaimed copy runs instead.
 -- Per-entry data comes as one msgpack blob: a worker acks hundreds of entries per call, and
 -- one argument costs far less to send and unpack than several per entry.
--- KEYS[1] cancels set, KEYS[2] stream, KEYS[3] delayed set, KEYS[3 + k] job hashes
+-- Outcomes are counted in the queue's per-minute throughput hash (one HINCRBY per outcome
+-- kind per call, not per job): succeeded, cancelled, retried.
+-- KEYS[1] cancels set, KEYS[2] stream, KEYS[3] delayed set, KEYS[4] this minute's throughput
+-- hash, KEYS[4 + k] job hashes
 -- ARGV[1] group, ARGV[2] now ms, ARGV[3] done channel prefix,
 -- ARGV[4] msgpack [finished ids,
 --   [[index among ids, job id, final state, result or '', ttl ms, key index] per tracked],
 --   [[entry id, job id, payload, due ms, error type, message, traceback, ttl ms, key index
---     (0: untracked)] per failed entry]]
+--     (0: untracked)] per failed entry]], ARGV[5] throughput hash ttl ms
 -- returns: {finished entries acknowledged, failed entries no longer held}
 local blob = cmsgpack.unpack(ARGV[4])
 local ids, tracked, retries = blob[1], blob[2], blob[3]
 local now = tonumber(ARGV[2])
-local acked = 0
+local acked, cancelled, stopped, retried = 0, 0, 0, 0
 if #ids > 0 then
   acked = redis.call('XACK', KEYS[2], ARGV[1], unpack(ids))
   redis.call('XDEL', KEYS[2], unpack(ids))
@@ -32,7 +35,10 @@ for _, t in ipairs(tracked) do
       redis.call('HSET', job, 'state', state, 'finished_ms', now)
     end
     redis.call('PEXPIRE', job, t[5])
-    if state == 'cancelled' then redis.call('SREM', KEYS[1], job_id) end
+    if state == 'cancelled' then
+      redis.call('SREM', KEYS[1], job_id)
+      cancelled = cancelled + 1
+    end
     redis.call('PUBLISH', ARGV[3] .. job_id, state)
   end
 end
@@ -50,7 +56,9 @@ for _, r in ipairs(retries) do
       redis.call('PEXPIRE', job, r[8])
       redis.call('SREM', KEYS[1], job_id)
       redis.call('PUBLISH', ARGV[3] .. job_id, 'cancelled')
+      stopped = stopped + 1
     else
+      retried = retried + 1
       if due <= now then
         redis.call('XADD', KEYS[2], '*', 'j', payload)
       else
@@ -66,4 +74,15 @@ for _, r in ipairs(retries) do
     end
   end
 end
+-- Cancelled finished entries are all tracked (a cancel needs the record), so counted above.
+local counts = {'succeeded', acked - math.min(cancelled, acked), 'cancelled', cancelled + stopped,
+  'retried', retried}
+local counted = false
+for i = 1, #counts, 2 do
+  if counts[i + 1] > 0 then
+    redis.call('HINCRBY', KEYS[4], counts[i], counts[i + 1])
+    counted = true
+  end
+end
+if counted then redis.call('PEXPIRE', KEYS[4], ARGV[5]) end
 return {acked, lost}

@@ -6,9 +6,11 @@
 -- so any live worker can take it; past max deliveries it goes to the dead-letter stream.
 -- Ids deleted from the stream but still pending come back in XAUTOCLAIM's third element
 -- (Redis 7 drops them from the PEL); they are only counted.
--- KEYS[1] stream, KEYS[2] dead-letter stream
+-- Buried entries are counted as 'dead' in the queue's per-minute throughput hash.
+-- KEYS[1] stream, KEYS[2] dead-letter stream, KEYS[3] this minute's throughput hash
 -- ARGV[1] group, ARGV[2] reaper consumer, ARGV[3] min idle ms, ARGV[4] cursor, ARGV[5] count,
--- ARGV[6] max deliveries, ARGV[7] now ms, ARGV[8] dead consumer ('' = by idle time)
+-- ARGV[6] max deliveries, ARGV[7] now ms, ARGV[8] dead consumer ('' = by idle time),
+-- ARGV[9] throughput hash ttl ms
 -- returns: {next cursor, deleted, {old id, job id, ...} requeued,
 --           {old id, job id, payload, dead id, ...} buried}
 local r
@@ -62,6 +64,10 @@ for _, id in ipairs(r[2]) do
       table.insert(requeued, job_id)
     end
   end
+end
+if #buried > 0 then
+  redis.call('HINCRBY', KEYS[3], 'dead', #buried / 4)
+  redis.call('PEXPIRE', KEYS[3], ARGV[9])
 end
 -- Everything claimed was acked above, so the reaper's consumer owns nothing: drop it rather
 -- than leave a consumer behind (Valkey creates it even when nothing was claimed).

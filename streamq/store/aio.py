@@ -21,7 +21,7 @@ from redis.commands.core import AsyncScript
 from streamq.keys import QueueKeys
 from streamq.plan import Batch, Op, Plan
 from streamq.scripts import SCRIPT_NAMES, source
-from streamq.store import inspect, queue, records, schedules, upkeep
+from streamq.store import inspect, queue, records, schedules, upkeep, views
 from streamq.store.alistener import AsyncDoneListener
 from streamq.store.node import judge, noscript, wrapped
 
@@ -65,7 +65,7 @@ class AsyncExecutor:
     async def _call(self, op: Op) -> Any:
         if op.script:
             return await self._scripts[op.script](keys=list(op.keys), args=list(op.args))
-        return await self.client.execute_command(*op.args)  # type: ignore[no-untyped-call]  # untyped in redis-py
+        return await self.client.execute_command(*op.args, **dict(op.options))  # type: ignore[no-untyped-call]  # untyped in redis-py
 
     async def _pipeline(self, ops: Sequence[Op]) -> list[Any]:
         replies = await self._pipe(ops)
@@ -85,7 +85,7 @@ class AsyncExecutor:
                 sha = self._scripts[op.script].sha
                 pipe.evalsha(sha, len(op.keys), *op.keys, *op.args)
             else:
-                pipe.execute_command(*op.args)
+                pipe.execute_command(*op.args, **dict(op.options))
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
@@ -146,11 +146,18 @@ class AsyncStore(_Base):
     dead_delete = _verb(records.dead_delete_plan, "dead-letter purge failed")
     # inspection
     stats = _verb(inspect.stats_plan, "stats failed")
-    due_before = _verb(inspect.due_before_plan, "delayed count failed")
+    busy = _verb(inspect.busy_plan, "busy count failed")
     server_info = _verb(inspect.server_info_plan, "info failed")
     config = _verb(inspect.config_plan, "config failed")
     has_command = _verb(inspect.has_command_plan, "command info failed")
     ping = _verb(inspect.ping_plan, "ping failed")
+    # views for people: the dashboard, `streamq info`, the metrics exporter
+    throughput = _verb(views.throughput_plan, "throughput read failed")
+    depth = _verb(views.depth_plan, "depth read failed")
+    pending = _verb(views.pending_plan, "pending read failed")
+    delayed_page = _verb(views.delayed_page_plan, "delayed read failed")
+    dead_recent = _verb(views.dead_recent_plan, "dead-letter read failed")
+    job_fields = _verb(views.job_fields_plan, "job lookup failed")
     # periodic schedules
     define_schedule = _verb(schedules.define_schedule_plan, "schedule write failed")
     schedules_due = _verb(schedules.schedules_due_plan, "schedule poll failed")

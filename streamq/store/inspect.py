@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamq import scripts
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
-from streamq.plan import Batch, Plan, cmd, refused
+from streamq.plan import Batch, Plan, cmd, one, refused
 from streamq.store.base import QueueStats, as_str
 
 
@@ -38,12 +39,12 @@ def stats_plan(keys: QueueKeys, group: str) -> Plan[QueueStats]:
     )
 
 
-def due_before_plan(keys: QueueKeys, until_ms: int) -> Plan[int]:
-    """How many delayed jobs of ``keys`` are due by ``until_ms``."""
-    replies = yield Batch(
-        [cmd("ZCOUNT", keys.delayed_for(p), "-inf", until_ms) for p in PRIORITY_LEVELS]
-    )
-    return sum(int(n) for n in replies)
+def busy_plan(keys: QueueKeys, horizon_ms: int) -> Plan[int]:
+    """Jobs the queue still has: in its streams (queued or held by a worker) or due in its
+    delayed sets by ``horizon_ms``, counted atomically (see ``lua/busy.lua``)."""
+    streams = [keys.stream_for(p) for p in PRIORITY_LEVELS]
+    delayed = [keys.delayed_for(p) for p in PRIORITY_LEVELS]
+    return one(scripts.busy(streams, delayed, horizon_ms))
 
 
 def config_plan(names: list[str]) -> Plan[dict[str, str]]:

@@ -33,7 +33,7 @@ from streamq.errors import (
 from streamq.keys import QueueKeys
 from streamq.plan import Batch, Op, Plan
 from streamq.scripts import SCRIPT_NAMES, source
-from streamq.store import inspect, queue, records, schedules, upkeep
+from streamq.store import inspect, queue, records, schedules, upkeep, views
 from streamq.store.listener import DoneListener
 
 P = ParamSpec("P")
@@ -131,7 +131,7 @@ class NodeExecutor:
     def _call(self, op: Op) -> Any:
         if op.script:
             return self._scripts[op.script](keys=list(op.keys), args=list(op.args))
-        return self.client.execute_command(*op.args)  # type: ignore[no-untyped-call]  # untyped in redis-py
+        return self.client.execute_command(*op.args, **dict(op.options))  # type: ignore[no-untyped-call]  # untyped in redis-py
 
     def _pipeline(self, ops: Sequence[Op]) -> list[Any]:
         replies = self._pipe(ops)
@@ -150,7 +150,7 @@ class NodeExecutor:
                 sha = self._scripts[op.script].sha
                 pipe.evalsha(sha, len(op.keys), *op.keys, *op.args)
             else:
-                pipe.execute_command(*op.args)  # type: ignore[no-untyped-call]  # untyped in redis-py
+                pipe.execute_command(*op.args, **dict(op.options))  # type: ignore[no-untyped-call]  # untyped in redis-py
         replies: list[Any] = pipe.execute(raise_on_error=False)
         return replies
 
@@ -212,11 +212,18 @@ class Store(_Base):
     dead_delete = _verb(records.dead_delete_plan, "dead-letter purge failed")
     # inspection
     stats = _verb(inspect.stats_plan, "stats failed")
-    due_before = _verb(inspect.due_before_plan, "delayed count failed")
+    busy = _verb(inspect.busy_plan, "busy count failed")
     server_info = _verb(inspect.server_info_plan, "info failed")
     config = _verb(inspect.config_plan, "config failed")
     has_command = _verb(inspect.has_command_plan, "command info failed")
     ping = _verb(inspect.ping_plan, "ping failed")
+    # views for people: the dashboard, `streamq info`, the metrics exporter
+    throughput = _verb(views.throughput_plan, "throughput read failed")
+    depth = _verb(views.depth_plan, "depth read failed")
+    pending = _verb(views.pending_plan, "pending read failed")
+    delayed_page = _verb(views.delayed_page_plan, "delayed read failed")
+    dead_recent = _verb(views.dead_recent_plan, "dead-letter read failed")
+    job_fields = _verb(views.job_fields_plan, "job lookup failed")
     # periodic schedules
     define_schedule = _verb(schedules.define_schedule_plan, "schedule write failed")
     schedules_due = _verb(schedules.schedules_due_plan, "schedule poll failed")

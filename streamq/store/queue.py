@@ -160,6 +160,7 @@ def ack_plan(
             keys.cancels,
             keys.stream_for(priority),
             keys.delayed_for(priority),
+            keys.stats_at(now_ms),
             keys.done_prefix,
             group,
             now_ms,
@@ -178,7 +179,7 @@ def bury_plan(
     """Ack an entry, add it to the dead-letter stream and mark its job dead, atomically."""
     k = entry.keys
     # No job id (an undecodable entry): a placeholder key no job can have (ids are 1+ chars).
-    keys = (entry.stream, k.dead, k.job(job_id))
+    keys = (entry.stream, k.dead, k.job(job_id), k.stats_at(now_ms))
     return one(scripts.bury(keys, group, entry.id, now_ms, ttl_ms, k.done_channel(job_id), fields))
 
 

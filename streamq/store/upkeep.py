@@ -45,6 +45,7 @@ def reclaim_idle_plan(
     call = scripts.reclaim(
         stream,
         keys.dead,
+        keys.stats_at(now_ms),
         group,
         REAPER_CONSUMER,
         min_idle_ms,

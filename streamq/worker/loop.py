@@ -515,15 +515,10 @@ class Worker:
             self._log.info("redis.reconnected", pid=os.getpid(), down_ms=down_ms)
 
     def _queues_drained(self) -> bool:
-        """Burst mode: nothing queued or held by anyone, and no delayed job due soon."""
+        """Burst mode: nothing queued or held by anyone, and no delayed job due soon (one
+        atomic count per queue: a job moving between two reads must not escape both)."""
         horizon = now_ms() + self.settings.burst_horizon_ms
-        for keys in self.queues:
-            stats = self.store.stats(keys, self.settings.group)
-            if stats.queued or stats.pending:
-                return False
-            if self.store.due_before(keys, horizon):
-                return False
-        return True
+        return not any(self.store.busy(keys, horizon) for keys in self.queues)
 
 
 def _ms_since(start: float) -> float:
