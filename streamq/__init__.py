@@ -15,6 +15,7 @@ from streamq.errors import (
     StreamqConnectionError,
     StreamqError,
     TimeLimitExceeded,
+    WorkerStartFailed,
 )
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
@@ -27,6 +28,7 @@ from streamq.producer.schedule import Schedule, ScheduleInfo
 from streamq.producer.task import Task
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
 from streamq.worker.loop import Worker
+from streamq.worker.middleware import Outcome
 
 __all__ = [
     "App",
@@ -43,6 +45,7 @@ __all__ = [
     "JobFailed",
     "JobInfo",
     "JobNotFound",
+    "Outcome",
     "PayloadTooLarge",
     "PoolSettings",
     "QueueKeys",
@@ -61,6 +64,7 @@ __all__ = [
     "TlsSettings",
     "Worker",
     "WorkerSettings",
+    "WorkerStartFailed",
     "current_job",
 ]
 

@@ -7,8 +7,8 @@ import signal
 
 import structlog
 
-from streamq.errors import RedisSetupError
-from streamq.pool.codes import EXIT_ERROR, EXIT_REDIS_REFUSED
+from streamq.errors import RedisSetupError, WorkerStartFailed
+from streamq.pool.codes import EXIT_ERROR, EXIT_REDIS_REFUSED, EXIT_START_FAILED
 from streamq.pool.process import die_with_parent
 from streamq.producer.app import App
 from streamq.settings import WorkerSettings
@@ -43,6 +43,18 @@ def child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots, 
             error_message=str(e),
         )
         code = EXIT_REDIS_REFUSED
+    except WorkerStartFailed as e:
+        cause = e.__cause__
+        log.error(
+            "worker.start_failed",
+            consumer=consumer,
+            pid=os.getpid(),
+            hook=e.hook,
+            error_type=type(cause).__name__,
+            error_message=str(cause),
+            exc_info=cause,
+        )
+        code = EXIT_START_FAILED
     except BaseException:
         log.exception("worker.crashed", consumer=consumer)
     return code

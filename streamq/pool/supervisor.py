@@ -26,6 +26,7 @@ from streamq.pool.codes import (  # re-exported: the CLI and scripts import them
     EXIT_FORCED,
     EXIT_OK,
     EXIT_REDIS_REFUSED,
+    EXIT_START_FAILED,
     EXIT_USAGE,
 )
 from streamq.pool.guard import Guard
@@ -45,6 +46,7 @@ __all__ = [
     "EXIT_FORCED",
     "EXIT_OK",
     "EXIT_REDIS_REFUSED",
+    "EXIT_START_FAILED",
     "EXIT_USAGE",
     "PoolSettings",
     "Supervisor",
@@ -113,7 +115,9 @@ class Supervisor:
         return code
 
     _killed = False
-    _fatal = 0  # EXIT_REDIS_REFUSED once Redis refused us: the pool stops, nothing restarts
+    # EXIT_REDIS_REFUSED once Redis refused us, EXIT_START_FAILED once a start hook failed:
+    # the pool stops, nothing restarts
+    _fatal = 0
 
     def _start(self) -> int | None:
         """Create the groups and fork the workers; an exit code if the pool never came up."""
@@ -322,6 +326,13 @@ class Supervisor:
                 "a worker exited because Redis refused it (see its worker.redis_refused line)",
                 child_pid=child.pid,
             )
+        elif code == EXIT_START_FAILED:
+            self._stop_pool(
+                EXIT_START_FAILED,
+                "supervisor.start_failed",
+                error_message="a worker start hook failed (see its worker.start_failed line)",
+                child_pid=child.pid,
+            )
         if code != 0:
             # Its process is gone, so nothing it held can finish: requeue it now rather
             # than after the visibility timeout (counted as a delivery).
@@ -370,15 +381,16 @@ class Supervisor:
 
     def _refused(self, message: str, **fields: object) -> None:
         """Redis refused us (credentials, permissions, not Redis): stop the pool, once."""
+        self._stop_pool(
+            EXIT_REDIS_REFUSED, "supervisor.redis_refused", error_message=message, **fields
+        )
+
+    def _stop_pool(self, code: int, event: str, **fields: object) -> None:
+        """A mistake restarting cannot fix: one line, stop the pool, exit with ``code``."""
         if self._fatal:
             return
-        self._fatal = EXIT_REDIS_REFUSED
-        self._log.error(
-            "supervisor.redis_refused",
-            error_message=message,
-            exit_code=EXIT_REDIS_REFUSED,
-            **fields,
-        )
+        self._fatal = code
+        self._log.error(event, exit_code=code, **fields)
         if not self.state.stopping:
             self.state.stopping = True
             self.state.deadline = time.monotonic() + self.pool.grace_s

@@ -27,6 +27,7 @@ from streamq.keys import check_queue_name, keys_of
 from streamq.producer.eager import EagerRecords, EagerSwitch
 from streamq.producer.handle import Job
 from streamq.producer.inline import send_inline
+from streamq.producer.lifecycle import Lifecycle
 from streamq.producer.periodic import Scheduling
 from streamq.producer.schedule import Schedule
 from streamq.producer.task import Task
@@ -39,7 +40,7 @@ R = TypeVar("R")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
-class App(Scheduling):
+class App(Scheduling, Lifecycle):
     """A registry of tasks and a connection to one Redis.
 
     Args:
@@ -59,6 +60,7 @@ class App(Scheduling):
         check_queue_name(self.settings.default_queue)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
+        self._init_lifecycle()
         self._eager = EagerSwitch(eager)
         self._store: Store | None = None
         self._store_pid = 0
