@@ -8,6 +8,7 @@ import signal
 import structlog
 
 from streamq.errors import RedisSetupError, WorkerStartFailed
+from streamq.logging import capture_prints
 from streamq.pool.codes import EXIT_ERROR, EXIT_REDIS_REFUSED, EXIT_START_FAILED
 from streamq.pool.process import die_with_parent
 from streamq.producer.app import App
@@ -28,10 +29,13 @@ def child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots, 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         die_with_parent(signal.SIGTERM)
         parent = os.getppid()
+        capture = capture_prints()
         worker = Worker(app, settings, consumer, slots, slot)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGUSR1, lambda *_: worker.on_cancel_signal())
         code = worker.run(lambda: os.getppid() == parent)
+        if capture is not None:
+            capture.release()
     except RedisSetupError as e:
         # A mistake to fix, not a crash: one line, no traceback, and a code the supervisor
         # knows not to restart on.
