@@ -15,8 +15,8 @@ import io
 import json
 import logging as std_logging
 import sys
-from contextvars import ContextVar
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 import structlog
