@@ -9,6 +9,7 @@ import structlog
 
 from streamq.errors import RedisSetupError, WorkerStartFailed
 from streamq.logging import capture_prints
+from streamq.ops.metrics import JobMetrics
 from streamq.pool.codes import EXIT_ERROR, EXIT_REDIS_REFUSED, EXIT_START_FAILED
 from streamq.pool.process import die_with_parent
 from streamq.producer.app import App
@@ -19,8 +20,18 @@ from streamq.worker.slots import Slots
 log = structlog.get_logger("streamq.supervisor")
 
 
-def child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots, slot: int) -> int:
-    """Entry point of a forked worker process; returns its exit code."""
+def child_main(
+    app: App,
+    settings: WorkerSettings,
+    consumer: str,
+    slots: Slots,
+    slot: int,
+    metrics: bool = False,
+) -> int:
+    """Entry point of a forked worker process; returns its exit code.
+
+    ``metrics``: count jobs for the pool's ``/metrics`` (the outermost middleware).
+    """
     code = EXIT_ERROR
     try:
         signal.set_wakeup_fd(-1)
@@ -30,6 +41,8 @@ def child_main(app: App, settings: WorkerSettings, consumer: str, slots: Slots, 
         die_with_parent(signal.SIGTERM)
         parent = os.getppid()
         capture = capture_prints()
+        if metrics:
+            app.middleware.insert(0, JobMetrics())
         worker = Worker(app, settings, consumer, slots, slot)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGUSR1, lambda *_: worker.on_cancel_signal())

@@ -20,6 +20,7 @@ from streamq.clock import now_ms
 from streamq.errors import RedisSetupError
 from streamq.keys import QueueKeys
 from streamq.ops.doctor import diagnose
+from streamq.ops.metrics import PoolMetrics
 from streamq.pool.child import child_main
 from streamq.pool.codes import (  # re-exported: the CLI and scripts import them from here
     EXIT_ERROR,
@@ -62,6 +63,7 @@ class PoolSettings:
     restart_backoff_max_s: float = 30.0
     reap_interval_s: float = 1.0
     prune_interval_s: float = 60.0
+    metrics_port: int | None = None  # serve /metrics here (needs the metrics extra)
 
 
 @dataclass
@@ -95,6 +97,7 @@ class Supervisor:
         self.slots = Slots(pool.processes)
         self._log = log.bind(group=worker.group, pid=os.getpid())
         self._guard = Guard(self._log, lambda e: self._refused(str(e), cause=e.cause))
+        self._metrics: PoolMetrics | None = None
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -111,6 +114,8 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             os.close(self._rfd)
             os.close(wfd)
+            if self._metrics is not None:
+                self._metrics.close()
         self._log.info("supervisor.stopped", exit_code=code)
         return code
 
@@ -129,6 +134,15 @@ class Supervisor:
         if self.state.stopping:
             return EXIT_OK  # stopped while waiting for Redis: nothing started, nothing to drain
         self._guard("settings", self._warn_settings, None, fatal=False)
+        if self.pool.metrics_port is not None:
+            self._metrics = PoolMetrics(
+                self.app,
+                self.worker_settings.queues,
+                self.worker_settings.group,
+                self.pool.metrics_port,
+                lambda: len(self.children),
+            )
+            self._metrics.start()  # before the first fork: children inherit its directory
         self._log.info(
             "supervisor.started",
             processes=self.pool.processes,
@@ -291,7 +305,10 @@ class Supervisor:
         self.slots.clear(slot)
         pid = os.fork()
         if pid == 0:  # child
-            os._exit(child_main(self.app, self.worker_settings, consumer, self.slots, slot))
+            metrics = self._metrics is not None
+            os._exit(
+                child_main(self.app, self.worker_settings, consumer, self.slots, slot, metrics)
+            )
         self.children[pid] = _Child(slot, pid, consumer, time.monotonic())
         self._log.info("worker.spawned", slot=slot, child_pid=pid, consumer=consumer)
 
@@ -312,6 +329,8 @@ class Supervisor:
     def _on_exit(self, child: _Child, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
         lived = time.monotonic() - child.started
+        if self._metrics is not None:
+            self._metrics.child_exited(child.pid)
         self._log.log(
             20 if code == 0 else 40,
             "worker.exited",

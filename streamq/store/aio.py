@@ -139,6 +139,7 @@ class AsyncStore(_Base):
     dead_delete = _verb(records.dead_delete_plan, "dead-letter purge failed")
     # inspection
     stats = _verb(inspect.stats_plan, "stats failed")
+    gauges = _verb(inspect.gauges_plan, "gauges failed")
     due_before = _verb(inspect.due_before_plan, "delayed count failed")
     server_info = _verb(inspect.server_info_plan, "info failed")
     config = _verb(inspect.config_plan, "config failed")

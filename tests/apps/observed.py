@@ -124,3 +124,14 @@ def chatty(word: str) -> None:
     print(f"printed {word}")
     sys.stdout.write("partial ")
     print("line")
+
+
+@app.task
+def redis_error() -> None:
+    """Make one store verb fail with a refused command (WRONGTYPE), counted by metrics."""
+    keys = streamq.QueueKeys(f"{QUEUE}-wrongtype")
+    _r().set(keys.delayed_for(0), "not a sorted set")
+    try:
+        app.store.due_before(keys, 0)
+    except streamq.RedisCommandError:
+        pass
