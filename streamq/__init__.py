@@ -29,6 +29,7 @@ from streamq.producer.task import Task
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
 from streamq.worker.loop import Worker
 from streamq.worker.middleware import Outcome
+from streamq.worker.tracing import Tracing
 
 __all__ = [
     "App",
@@ -62,6 +63,7 @@ __all__ = [
     "Task",
     "TimeLimitExceeded",
     "TlsSettings",
+    "Tracing",
     "Worker",
     "WorkerSettings",
     "WorkerStartFailed",

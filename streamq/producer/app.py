@@ -31,6 +31,7 @@ from streamq.producer.lifecycle import Lifecycle
 from streamq.producer.periodic import Scheduling
 from streamq.producer.schedule import Schedule
 from streamq.producer.task import Task
+from streamq.producer.tracing import with_trace_context
 from streamq.settings import AppSettings, TaskOptions
 from streamq.store import NewJob, Store, connect
 
@@ -233,7 +234,7 @@ class App(Scheduling, Lifecycle):
             backoff_base_ms=check.envelope_ms("backoff_base_ms", backoff_base_ms, 0),
             backoff_cap_ms=check.envelope_ms("backoff_cap_ms", backoff_cap_ms, 0),
             timeout_ms=check.envelope_ms("timeout_ms", timeout_ms, 1),
-            headers=dict(headers or {}),
+            headers=with_trace_context(headers),
             tracked=tracked,
             unique_ms=check.envelope_ms("unique_ms", unique_ms, 0) or 0,
         )
