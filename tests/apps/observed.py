@@ -7,6 +7,7 @@ recorded in Redis under ``sqtest:{queue}:...`` for the test to read back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -131,7 +132,5 @@ def redis_error() -> None:
     """Make one store verb fail with a refused command (WRONGTYPE), counted by metrics."""
     keys = streamq.QueueKeys(f"{QUEUE}-wrongtype")
     _r().set(keys.delayed_for(0), "not a sorted set")
-    try:
+    with contextlib.suppress(streamq.RedisCommandError):
         app.store.due_before(keys, 0)
-    except streamq.RedisCommandError:
-        pass
