@@ -198,6 +198,7 @@ def test_live_pool_metrics_through_every_outcome_and_a_sigkilled_worker(
             return got if done and jobs("redis_error", "succeeded", got) == 1 else None
 
         got = wait_until(settled, 30)
+        assert got is not None
         assert jobs("flaky", "retrying", got) == 1
         assert jobs("doomed", "dead", got) == 1
         assert jobs("cancel_me", "cancelled", got) == 1
@@ -233,6 +234,7 @@ def test_live_pool_metrics_through_every_outcome_and_a_sigkilled_worker(
             return got if jobs("ok", "succeeded", got) >= 5 and live == 2 else None
 
         after = wait_until(replaced, 30)
+        assert after is not None
         assert jobs("flaky", "retrying", after) == 1
         assert jobs("doomed", "dead", after) == 1
         assert jobs("cancel_me", "cancelled", after) == 1
