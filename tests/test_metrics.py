@@ -235,10 +235,9 @@ def test_live_pool_metrics_through_every_outcome_and_a_sigkilled_worker(
 
         after = wait_until(replaced, 30)
         assert after is not None
-        assert jobs("flaky", "retrying", after) == 1
-        assert jobs("doomed", "dead", after) == 1
-        assert jobs("cancel_me", "cancelled", after) == 1
-        assert value(after, "streamq_redis_errors_total", kind="command") == 1
+        kept = [jobs("flaky", "retrying", after), jobs("doomed", "dead", after)]
+        kept += [jobs("cancel_me", "cancelled", after), value(after, "streamq_redis_errors_total", kind="command")]  # fmt: skip
+        assert kept == [1, 1, 1, 1]
         pool.signal(signal.SIGTERM)
         assert pool.wait(30) == 0
     assert not pool.events("worker.crashed")
