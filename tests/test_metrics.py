@@ -236,7 +236,8 @@ def test_live_pool_metrics_through_every_outcome_and_a_sigkilled_worker(
         after = wait_until(replaced, 30)
         assert after is not None
         kept = [jobs("flaky", "retrying", after), jobs("doomed", "dead", after)]
-        kept += [jobs("cancel_me", "cancelled", after), value(after, "streamq_redis_errors_total", kind="command")]  # fmt: skip
+        errors = value(after, "streamq_redis_errors_total", kind="command")
+        kept += [jobs("cancel_me", "cancelled", after), errors]
         assert kept == [1, 1, 1, 1]
         pool.signal(signal.SIGTERM)
         assert pool.wait(30) == 0
