@@ -165,6 +165,17 @@ def test_standalone_exporter_serves_queue_gauges_only(
     assert not [k for k in got if k[0] == "streamq_workers"]
 
 
+def _gauges(got: Samples, queue: str) -> dict[str, float]:
+    return {
+        "dead": value(got, "streamq_queue_dead", queue=queue),
+        "delayed": value(got, "streamq_queue_delayed", queue=queue),
+        "pending": value(got, "streamq_queue_pending", queue=queue),
+        "depth": value(got, "streamq_queue_depth", queue=queue, priority="normal"),
+        "oldest": value(got, "streamq_queue_oldest_age_seconds", queue=queue, priority="low"),
+        "workers": value(got, "streamq_workers", queue=queue),
+    }
+
+
 def _spawned(pool: Pool) -> list[int]:
     return [e["child_pid"] for e in pool.events("worker.spawned")]
 
@@ -208,12 +219,14 @@ def test_live_pool_metrics_through_every_outcome_and_a_sigkilled_worker(
         waited = value(got, "streamq_job_wait_seconds_count", queue=queue, priority="normal")
         assert waited == 8
         assert value(got, "streamq_redis_errors_total", kind="command") == 1
-        assert value(got, "streamq_queue_dead", queue=queue) == 2
-        assert value(got, "streamq_queue_delayed", queue=queue) == 1
-        assert value(got, "streamq_queue_pending", queue=queue) == 0
-        assert value(got, "streamq_queue_depth", queue=queue, priority="normal") == 0
-        assert value(got, "streamq_queue_oldest_age_seconds", queue=queue, priority="low") == 0
-        assert value(got, "streamq_workers", queue=queue) == 2
+        assert _gauges(got, queue) == {
+            "dead": 2,
+            "delayed": 1,
+            "pending": 0,
+            "depth": 0,
+            "oldest": 0,
+            "workers": 2,
+        }
 
         # A sleeper holds its entry: pending shows it while it runs.
         app.enqueue("ok", args=[3.0], queue=queue)
