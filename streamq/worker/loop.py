@@ -91,7 +91,7 @@ class Worker:
     the running job to a supervisor (time limits, cancellation); None when run alone.
     ``on_outcome`` is told each outcome as it is decided (``streamq.testing.drain`` counts
     with it); it runs in the loop, so it must be quick and must not raise. The App's
-    middleware hangs off the same decision points (:meth:`_settled`).
+    middleware hangs off the same decision points (``_settled``).
     """
 
     def __init__(
