@@ -51,12 +51,15 @@ class Outcome(NamedTuple):
     ran: bool = True
 
 
-def _bound(middleware: Sequence[object], name: str) -> list[tuple[str, Callable[..., Any]]]:
+Bound = tuple[str, Callable[..., Any], bool]  # (middleware class name, method, is async)
+
+
+def _bound(middleware: Sequence[object], name: str) -> list[Bound]:
     found = []
     for m in middleware:
         fn = getattr(m, name, None)
         if callable(fn):
-            found.append((type(m).__name__, fn))
+            found.append((type(m).__name__, fn, inspect.iscoroutinefunction(fn)))
     return found
 
 
@@ -78,18 +81,18 @@ class Chain:
     # -- sync loop -------------------------------------------------------------------------
     def before(self, job: Envelope) -> None:
         """Call every ``before_job(job)``; the job's log context and ``current_job()`` are set."""
-        for name, fn in self._before:
-            self._call(name, "before_job", fn, job)
+        for bound in self._before:
+            self._call(bound, "before_job", job)
 
     def after(self, job: Envelope, outcome: Outcome) -> None:
         """Call every ``after_job(job, outcome)`` once the outcome is decided."""
-        for name, fn in self._after:
-            self._call(name, "after_job", fn, job, outcome)
+        for bound in self._after:
+            self._call(bound, "after_job", job, outcome)
 
     def after_batch(self) -> None:
         """Call every ``after_batch()`` once a batch's outcomes are written to Redis."""
-        for name, fn in self._batch:
-            self._call(name, "after_batch", fn)
+        for bound in self._batch:
+            self._call(bound, "after_batch")
 
     def close(self) -> None:
         """Close the private event loop, if an async method ever needed one."""
@@ -97,43 +100,42 @@ class Chain:
             self._loop.close()
             self._loop = None
 
-    def _call(self, name: str, method: str, fn: Callable[..., Any], *args: Any) -> None:
+    def _call(self, bound: Bound, method: str, *args: Any) -> None:
+        name, fn, is_async = bound
         try:
-            result = fn(*args)
-            if inspect.isawaitable(result):
-                if self._loop is None:
-                    self._loop = asyncio.new_event_loop()
-                self._loop.run_until_complete(_awaited(result))
+            if not is_async:
+                fn(*args)  # the common case: no awaitable check per job
+                return
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(fn(*args))
         except Exception as e:  # noqa: BLE001 - middleware never decides a job's outcome
             _failed(name, method, e, args)
 
     # -- asyncio loop ----------------------------------------------------------------------
     async def abefore(self, job: Envelope) -> None:
         """:meth:`before` for the asyncio loop: async methods are awaited on its loop."""
-        for name, fn in self._before:
-            await self._acall(name, "before_job", fn, job)
+        for bound in self._before:
+            await self._acall(bound, "before_job", job)
 
     async def aafter(self, job: Envelope, outcome: Outcome) -> None:
         """:meth:`after` for the asyncio loop."""
-        for name, fn in self._after:
-            await self._acall(name, "after_job", fn, job, outcome)
+        for bound in self._after:
+            await self._acall(bound, "after_job", job, outcome)
 
     async def aafter_batch(self) -> None:
         """:meth:`after_batch` for the asyncio loop."""
-        for name, fn in self._batch:
-            await self._acall(name, "after_batch", fn)
+        for bound in self._batch:
+            await self._acall(bound, "after_batch")
 
-    async def _acall(self, name: str, method: str, fn: Callable[..., Any], *args: Any) -> None:
+    async def _acall(self, bound: Bound, method: str, *args: Any) -> None:
+        name, fn, _ = bound
         try:
             result = fn(*args)
             if inspect.isawaitable(result):
                 await result
         except Exception as e:  # noqa: BLE001 - middleware never decides a job's outcome
             _failed(name, method, e, args)
-
-
-async def _awaited(result: Any) -> Any:
-    return await result
 
 
 def _failed(name: str, method: str, e: Exception, args: tuple[Any, ...]) -> None:
