@@ -15,6 +15,7 @@ from streamq.errors import (
     StreamqConnectionError,
     StreamqError,
     TimeLimitExceeded,
+    WorkerStartFailed,
 )
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
@@ -27,6 +28,8 @@ from streamq.producer.schedule import Schedule, ScheduleInfo
 from streamq.producer.task import AsyncTask, Task
 from streamq.settings import AppSettings, QueueSettings, TlsSettings, WorkerSettings
 from streamq.worker.loop import Worker
+from streamq.worker.middleware import Outcome
+from streamq.worker.tracing import Tracing
 
 __all__ = [
     "App",
@@ -45,6 +48,7 @@ __all__ = [
     "JobFailed",
     "JobInfo",
     "JobNotFound",
+    "Outcome",
     "PayloadTooLarge",
     "PoolSettings",
     "QueueKeys",
@@ -61,8 +65,10 @@ __all__ = [
     "Task",
     "TimeLimitExceeded",
     "TlsSettings",
+    "Tracing",
     "Worker",
     "WorkerSettings",
+    "WorkerStartFailed",
     "current_job",
 ]
 

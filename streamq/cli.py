@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 from streamq import logging as sq_logging
@@ -17,6 +17,7 @@ from streamq.errors import StreamqError
 from streamq.keys import MINUTE_MS, QueueKeys
 from streamq.ops.dead import DeadJob, DeadLetters
 from streamq.ops.doctor import diagnose
+from streamq.ops.metrics import serve_queue_metrics
 from streamq.ops.schedules import ACTIONS as SCHEDULE_ACTIONS
 from streamq.ops.schedules import command as schedules_command
 from streamq.pool.supervisor import EXIT_ERROR, EXIT_USAGE, PoolSettings, Supervisor
@@ -60,8 +61,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         log_jobs=args.log_jobs,
         log_args=args.log_args,
     )
-    pool = PoolSettings(processes=args.processes, grace_s=args.grace_s)
+    pool = PoolSettings(
+        processes=args.processes, grace_s=args.grace_s, metrics_port=args.metrics_port
+    )
     return Supervisor(app, settings, pool).run()
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    app = _app(args)
+    serve_queue_metrics(app, _queues(app, args.queue), args.group, args.port)
+    while True:  # the server thread serves; SIGTERM or Ctrl-C ends the process
+        time.sleep(3600)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -229,18 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[shared])
 
-    w = add("worker", help="run a supervised pool of worker processes")
-    w.add_argument("--app", required=True, help="module:attribute of your streamq.App")
-    w.add_argument("--group", default="default", help="consumer group name")
-    w.add_argument("--queue", action="append", default=[], help="repeatable; default: all")
-    w.add_argument("--processes", type=int, default=os.cpu_count() or 2)
-    w.add_argument("--grace-s", type=float, default=30.0, help="drain time on SIGTERM")
-    w.add_argument("--burst", action="store_true", help="exit when the queues are empty")
-    w.add_argument("--log-jobs", choices=("all", "failures"), default="all")
-    w.add_argument(
-        "--log-args", action="store_true", help="include task arguments in job lines (off: PII)"
-    )
-    w.set_defaults(func=cmd_worker)
+    _add_worker(add)
+    _add_metrics(add)
 
     s = add("scheduler", help="promote delayed jobs (workers run one too)")
     s.add_argument("--app", default=None)
@@ -283,6 +283,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_worker(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    w = add("worker", "run a supervised pool of worker processes")
+    w.add_argument("--app", required=True, help="module:attribute of your streamq.App")
+    w.add_argument("--group", default="default", help="consumer group name")
+    w.add_argument("--queue", action="append", default=[], help="repeatable; default: all")
+    w.add_argument("--processes", type=int, default=os.cpu_count() or 2)
+    w.add_argument("--grace-s", type=float, default=30.0, help="drain time on SIGTERM")
+    w.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    w.add_argument("--log-jobs", choices=("all", "failures"), default="all")
+    w.add_argument(
+        "--log-args", action="store_true", help="include task arguments in job lines (off: PII)"
+    )
+    w.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+    )
+    w.set_defaults(func=cmd_worker)
+
+
 def _add_dashboard(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], shared: argparse.ArgumentParser
 ) -> None:
@@ -300,6 +318,15 @@ def _add_dashboard(
     w.add_argument("--group", default="default", help="consumer group name")
     w.add_argument("--queue", action="append", default=[], help="repeatable; default: all")
     w.set_defaults(func=cmd_dashboard)
+
+
+def _add_metrics(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    m = add("metrics", "serve the queue gauges on /metrics (Prometheus), no workers")
+    m.add_argument("--port", type=int, required=True)
+    m.add_argument("--app", default=None)
+    m.add_argument("--queue", action="append", default=[], help="repeatable; default: all")
+    m.add_argument("--group", default="default")
+    m.set_defaults(func=cmd_metrics)
 
 
 def _add_schedules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -13,7 +13,8 @@
     ├── RedisCommandError      Redis refused a command (a bug, or keys changed under us)
     ├── JobFailed              a job whose result was asked for ended dead or cancelled
     │   └── JobNotFound        it has no record: never enqueued, expired, or untracked
-    └── ResultTimeout          its result did not come in time (also a TimeoutError)
+    ├── ResultTimeout          its result did not come in time (also a TimeoutError)
+    └── WorkerStartFailed      an @app.on_worker_start hook raised: the worker runs no job
 
 Raised inside a running task, as BaseException so ``except Exception`` does not swallow them:
 ``Cancelled`` (job.cancel() was called) and ``TimeLimitExceeded`` (its timeout_s ran out).
@@ -143,3 +144,16 @@ class Cancelled(BaseException):
 
 class TimeLimitExceeded(BaseException):
     """Raised inside a task that ran past its ``timeout_s``; it counts as a failure."""
+
+
+class WorkerStartFailed(StreamqError):
+    """An ``@app.on_worker_start`` hook raised, so this worker process runs no job.
+
+    ``hook`` names it (``module.qualname``); the hook's exception is the ``__cause__``. In a
+    pool the process exits with ``EXIT_START_FAILED`` and the supervisor stops the pool rather
+    than restart a process that would fail the same way.
+    """
+
+    def __init__(self, hook: str, error: BaseException) -> None:
+        super().__init__(f"worker start hook {hook} failed: {type(error).__name__}: {error}")
+        self.hook = hook

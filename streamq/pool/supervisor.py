@@ -20,12 +20,14 @@ from streamq.clock import now_ms
 from streamq.errors import RedisSetupError
 from streamq.keys import QueueKeys
 from streamq.ops.doctor import diagnose
+from streamq.ops.metrics import PoolMetrics
 from streamq.pool.child import child_main
 from streamq.pool.codes import (  # re-exported: the CLI and scripts import them from here
     EXIT_ERROR,
     EXIT_FORCED,
     EXIT_OK,
     EXIT_REDIS_REFUSED,
+    EXIT_START_FAILED,
     EXIT_USAGE,
 )
 from streamq.pool.guard import Guard
@@ -45,6 +47,7 @@ __all__ = [
     "EXIT_FORCED",
     "EXIT_OK",
     "EXIT_REDIS_REFUSED",
+    "EXIT_START_FAILED",
     "EXIT_USAGE",
     "PoolSettings",
     "Supervisor",
@@ -60,6 +63,7 @@ class PoolSettings:
     restart_backoff_max_s: float = 30.0
     reap_interval_s: float = 1.0
     prune_interval_s: float = 60.0
+    metrics_port: int | None = None  # serve /metrics here (needs the metrics extra)
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Supervisor:
         self.slots = Slots(pool.processes)
         self._log = log.bind(group=worker.group, pid=os.getpid())
         self._guard = Guard(self._log, lambda e: self._refused(str(e), cause=e.cause))
+        self._metrics: PoolMetrics | None = None
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -109,11 +114,15 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             os.close(self._rfd)
             os.close(wfd)
+            if self._metrics is not None:
+                self._metrics.close()
         self._log.info("supervisor.stopped", exit_code=code)
         return code
 
     _killed = False
-    _fatal = 0  # EXIT_REDIS_REFUSED once Redis refused us: the pool stops, nothing restarts
+    # EXIT_REDIS_REFUSED once Redis refused us, EXIT_START_FAILED once a start hook failed:
+    # the pool stops, nothing restarts
+    _fatal = 0
 
     def _start(self) -> int | None:
         """Create the groups and fork the workers; an exit code if the pool never came up."""
@@ -125,6 +134,15 @@ class Supervisor:
         if self.state.stopping:
             return EXIT_OK  # stopped while waiting for Redis: nothing started, nothing to drain
         self._guard("settings", self._warn_settings, None, fatal=False)
+        if self.pool.metrics_port is not None:
+            self._metrics = PoolMetrics(
+                self.app,
+                self.worker_settings.queues,
+                self.worker_settings.group,
+                self.pool.metrics_port,
+                lambda: len(self.children),
+            )
+            self._metrics.start()  # before the first fork: children inherit its directory
         self._log.info(
             "supervisor.started",
             processes=self.pool.processes,
@@ -287,7 +305,10 @@ class Supervisor:
         self.slots.clear(slot)
         pid = os.fork()
         if pid == 0:  # child
-            os._exit(child_main(self.app, self.worker_settings, consumer, self.slots, slot))
+            metrics = self._metrics is not None
+            os._exit(
+                child_main(self.app, self.worker_settings, consumer, self.slots, slot, metrics)
+            )
         self.children[pid] = _Child(slot, pid, consumer, time.monotonic())
         self._log.info("worker.spawned", slot=slot, child_pid=pid, consumer=consumer)
 
@@ -308,6 +329,8 @@ class Supervisor:
     def _on_exit(self, child: _Child, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
         lived = time.monotonic() - child.started
+        if self._metrics is not None:
+            self._metrics.child_exited(child.pid)
         self._log.log(
             20 if code == 0 else 40,
             "worker.exited",
@@ -320,6 +343,13 @@ class Supervisor:
         if code == EXIT_REDIS_REFUSED:
             self._refused(
                 "a worker exited because Redis refused it (see its worker.redis_refused line)",
+                child_pid=child.pid,
+            )
+        elif code == EXIT_START_FAILED:
+            self._stop_pool(
+                EXIT_START_FAILED,
+                "supervisor.start_failed",
+                error_message="a worker start hook failed (see its worker.start_failed line)",
                 child_pid=child.pid,
             )
         if code != 0:
@@ -370,15 +400,16 @@ class Supervisor:
 
     def _refused(self, message: str, **fields: object) -> None:
         """Redis refused us (credentials, permissions, not Redis): stop the pool, once."""
+        self._stop_pool(
+            EXIT_REDIS_REFUSED, "supervisor.redis_refused", error_message=message, **fields
+        )
+
+    def _stop_pool(self, code: int, event: str, **fields: object) -> None:
+        """A mistake restarting cannot fix: one line, stop the pool, exit with ``code``."""
         if self._fatal:
             return
-        self._fatal = EXIT_REDIS_REFUSED
-        self._log.error(
-            "supervisor.redis_refused",
-            error_message=message,
-            exit_code=EXIT_REDIS_REFUSED,
-            **fields,
-        )
+        self._fatal = code
+        self._log.error(event, exit_code=code, **fields)
         if not self.state.stopping:
             self.state.stopping = True
             self.state.deadline = time.monotonic() + self.pool.grace_s

@@ -25,9 +25,11 @@ from streamq.producer.aproducer import AsyncProducing
 from streamq.producer.eager import EagerRecords, EagerSwitch
 from streamq.producer.handle import Job
 from streamq.producer.inline import send_inline
+from streamq.producer.lifecycle import Lifecycle
 from streamq.producer.periodic import Scheduling
 from streamq.producer.schedule import Schedule
 from streamq.producer.task import AsyncTask, Task, TaskDecorator
+from streamq.producer.tracing import with_trace_context
 from streamq.settings import AppSettings, TaskOptions
 from streamq.store import NewJob, Store, connect
 from streamq.store.aio import LoopStores
@@ -38,7 +40,7 @@ R = TypeVar("R")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
-class App(Scheduling, AsyncProducing):
+class App(Scheduling, AsyncProducing, Lifecycle):
     """A registry of tasks and a connection to one Redis.
 
     Args:
@@ -58,6 +60,7 @@ class App(Scheduling, AsyncProducing):
         check_queue_name(self.settings.default_queue)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
+        self._init_lifecycle()
         self._eager = EagerSwitch(eager)
         self._store: Store | None = None
         self._store_pid = 0
@@ -236,7 +239,7 @@ class App(Scheduling, AsyncProducing):
             backoff_base_ms=check.envelope_ms("backoff_base_ms", backoff_base_ms, 0),
             backoff_cap_ms=check.envelope_ms("backoff_cap_ms", backoff_cap_ms, 0),
             timeout_ms=check.envelope_ms("timeout_ms", timeout_ms, 1),
-            headers=dict(headers or {}),
+            headers=with_trace_context(headers),
             tracked=tracked,
             unique_ms=check.envelope_ms("unique_ms", unique_ms, 0) or 0,
         )

@@ -14,6 +14,7 @@ import structlog
 from streamq.errors import RedisCommandError, StreamqConnectionError
 from streamq.job import Envelope
 from streamq.keys import QueueKeys
+from streamq.logging import current_job_var
 from streamq.producer.handle import Records
 
 log = structlog.get_logger("streamq.worker")
@@ -84,9 +85,8 @@ class JobContext:
 # The runner (a worker, or eager mode) sets (envelope, progress writer) per job; the
 # JobContext is built only when asked for, which keeps it off the hot path of jobs that never
 # call current_job().
-_current: ContextVar[tuple[Envelope, Progress] | None] = ContextVar(
-    "streamq_current_job", default=None
-)
+# One variable with streamq.logging, whose add_job_fields reads it for log lines.
+_current: ContextVar[tuple[Envelope, Progress] | None] = current_job_var
 
 
 def current_job() -> JobContext:

@@ -68,6 +68,22 @@ class QueueStats:
     consumers: dict[str, int]  # consumer name -> pending entries
 
 
+@dataclass(frozen=True, slots=True)
+class QueueGauges:
+    """One queue as a metrics scrape sees it; ``depth`` and ``oldest_age_ms`` per priority.
+
+    ``depth`` counts entries no worker has started (in the stream, not pending);
+    ``oldest_age_ms`` is the age of the oldest of them (0 when there is none).
+    """
+
+    queue: str
+    depth: dict[int, int]
+    oldest_age_ms: dict[int, int]
+    pending: int
+    delayed: int
+    dead: int
+
+
 def as_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -60,6 +60,17 @@ def setup_error(what: str, e: Exception) -> RedisSetupError | None:
     return None
 
 
+# Told the kind of every Redis error this process wraps: "setup", "timeout", "connection" or
+# "command". Process-wide on purpose (every store of a process wraps its errors below): a
+# pool's metrics append their counter of streamq_redis_errors_total here; empty otherwise.
+ERROR_OBSERVERS: list[Callable[[str], None]] = []
+
+
+def _observe(kind: str) -> None:
+    for observer in ERROR_OBSERVERS:
+        observer(kind)
+
+
 @contextmanager
 def wrapped(what: str) -> Iterator[None]:
     """Wrap redis-py's errors raised inside as streamq errors prefixed with ``what`` (see
@@ -69,10 +80,14 @@ def wrapped(what: str) -> Iterator[None]:
     except StreamqError:
         raise  # already ours: raised by a plan, or a verb inside another verb's block
     except _SETUP_KINDS as e:
-        raise (setup_error(what, e) or RedisCommandError(f"{what}: {e}")) from e
+        error = setup_error(what, e)
+        _observe("setup" if error else "command")
+        raise (error or RedisCommandError(f"{what}: {e}")) from e
     except _CONN_ERRORS as e:
+        _observe("timeout" if isinstance(e, redis.TimeoutError | TimeoutError) else "connection")
         raise StreamqConnectionError(f"{what}: {type(e).__name__}: {e}") from e
     except redis.ResponseError as e:
+        _observe("command")
         raise RedisCommandError(f"{what}: {e}") from e
 
 
@@ -213,6 +228,7 @@ class Store(_Base):
     # inspection
     stats = _verb(inspect.stats_plan, "stats failed")
     busy = _verb(inspect.busy_plan, "busy count failed")
+    gauges = _verb(inspect.gauges_plan, "gauges failed")
     server_info = _verb(inspect.server_info_plan, "info failed")
     config = _verb(inspect.config_plan, "config failed")
     has_command = _verb(inspect.has_command_plan, "command info failed")

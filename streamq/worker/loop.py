@@ -36,6 +36,16 @@ from streamq.scripts import Finished, RetryRow
 from streamq.settings import WorkerSettings
 from streamq.store import Entry, Store
 from streamq.worker.batch import Item, decode_all, next_count, weighted_order
+from streamq.worker.middleware import (
+    CANCELLED,
+    DEAD,
+    RETRYING,
+    SUCCEEDED,
+    Chain,
+    Outcome,
+    run_start_hooks,
+    run_stop_hooks,
+)
 from streamq.worker.outcomes import Op, Outcomes, Retrying, job_fields, reseed
 from streamq.worker.slots import Running, Slots
 
@@ -80,7 +90,8 @@ class Worker:
     The constructor has no side effects; :meth:`start` connects. ``slots``/``slot`` publish
     the running job to a supervisor (time limits, cancellation); None when run alone.
     ``on_outcome`` is told each outcome as it is decided (``streamq.testing.drain`` counts
-    with it); it runs in the loop, so it must be quick and must not raise.
+    with it); it runs in the loop, so it must be quick and must not raise. The App's
+    middleware hangs off the same decision points (``_settled``).
     """
 
     def __init__(
@@ -120,6 +131,7 @@ class Worker:
         self._rng = random.Random()
         self._outage = Outage()
         self._on_outcome = on_outcome
+        self._chain: Chain | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -159,6 +171,7 @@ class Worker:
         """
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGALRM, self._on_alarm)
+        self._chain = Chain.of(self.app.middleware)
         for keys in self.queues:
             claim_queue(self.store, keys, self.settings.group)
         self._log.info(
@@ -187,27 +200,33 @@ class Worker:
     def run(self, should_continue: Callable[[], bool] = lambda: True) -> int:
         """Loop until stopped (or, in burst mode, until there is nothing left); return exit code.
 
+        The App's ``on_worker_start`` hooks run first and its ``on_worker_stop`` hooks last.
         Outages (timeouts, refused or reset connections, a refused command) are waited out;
-        a :class:`RedisSetupError` (credentials, permissions, not Redis) is raised.
+        a :class:`RedisSetupError` (credentials, permissions, not Redis) is raised, and so is
+        :class:`WorkerStartFailed` (a start hook raised; no job ran).
         """
-        self._connect_with_retry(self.start)
-        while not self._stopping and should_continue():
-            try:
-                if self._outage.down:
-                    self.store.ping()
-                    self._back()
-                done = self.run_once()
-                if done == 0 and self.settings.burst and self._queues_drained():
+        run_start_hooks(self.app.start_hooks)
+        try:
+            self._connect_with_retry(self.start)
+            while not self._stopping and should_continue():
+                try:
+                    if self._outage.down:
+                        self.store.ping()
+                        self._back()
+                    done = self.run_once()
+                    if done == 0 and self.settings.burst and self._queues_drained():
+                        break
+                except Interrupted:
                     break
-            except Interrupted:
-                break
-            except (StreamqConnectionError, RedisCommandError) as e:
-                # A refused command is retried like an outage: after a failover the new
-                # primary may answer READONLY or LOADING for a while.
-                self._lost(e)
-                self._buffer.clear()  # re-read from our pending list after reconnecting
-                self._recover = True
-        self.shutdown()
+                except (StreamqConnectionError, RedisCommandError) as e:
+                    # A refused command is retried like an outage: after a failover the new
+                    # primary may answer READONLY or LOADING for a while.
+                    self._lost(e)
+                    self._buffer.clear()  # re-read from our pending list after reconnecting
+                    self._recover = True
+            self.shutdown()
+        finally:
+            run_stop_hooks(self.app.stop_hooks)
         return 0
 
     def shutdown(self) -> None:
@@ -220,6 +239,8 @@ class Worker:
         except (StreamqConnectionError, RedisCommandError) as e:
             # Whatever we hold stays pending; the reaper recovers it after the timeout.
             self._log.warning("worker.release_failed", error_message=str(e))
+        if self._chain is not None:
+            self._chain.close()
         self._log.info("worker.stopped", processed=self.processed, released=released)
 
     # -- one step --------------------------------------------------------------------------
@@ -231,6 +252,8 @@ class Worker:
         if not self._buffer:
             self._fill(self.streams, self.settings.block_ms)
         if not self._buffer:
+            if self._skipped and self._chain is not None:
+                self._chain.after_batch()
             return self._skipped
         started = time.perf_counter()
         self._last_flush = self._last_check = started
@@ -248,6 +271,8 @@ class Worker:
             if time.perf_counter() - self._last_flush >= flush_s:
                 self._flush()
         self._flush()
+        if self._chain is not None:
+            self._chain.after_batch()
         self._count = next_count(
             handled,
             time.perf_counter() - started,
@@ -310,6 +335,7 @@ class Worker:
                     outcome="cancelled",
                     running=False,
                 )
+                self._settled(CANCELLED, e, env, None, None, hook=False)
         return [item for item in items if item[0].id not in skipped]
 
     def _maybe_preempt(self) -> None:
@@ -337,13 +363,24 @@ class Worker:
         if isinstance(env, DecodeError) or env.task not in self.app.tasks:
             self._unrunnable(entry, env)
             return
+        # current_job() and the job fields of log lines: set until its outcome is recorded,
+        # so middleware's after_job sees them too.
+        token = _current.set((env, self.progress))
+        try:
+            self._run(entry, env)
+        finally:
+            _current.reset(token)
+
+    def _run(self, entry: Entry, env: Envelope) -> None:
+        """Run one job's task and record its outcome."""
         task = self.app.tasks[env.task]
         opts = task.options
         timeout_ms = env.timeout_ms
         if timeout_ms is None and opts.timeout_s:
             timeout_ms = int(opts.timeout_s * 1000)
+        if self._chain is not None:
+            self._chain.before(env)
         started = time.perf_counter()
-        token = _current.set((env, self.progress))
         # The supervisor needs the slot to cancel (tracked jobs) or time out a job; an
         # untracked job without a limit skips it, the cheapest path for high volume.
         watched = self._slots is not None and (env.tracked or timeout_ms)
@@ -361,20 +398,15 @@ class Worker:
                     start + timeout_ms if timeout_ms else 0,
                 ),
             )
+        error: BaseException | None = None
+        value = None
         self._running = env.id
         if timeout_ms:
             signal.setitimer(signal.ITIMER_REAL, timeout_ms / 1000)
         try:
             value = task.fn(*env.args, **env.kwargs)
-            self._running = None
-        except Cancelled:
-            self._running = None
-            self._finish(entry, env, task.options.record_ttl_ms, "cancelled", b"", started)
-            return
-        except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded, never fatal
-            self._running = None
-            self._failed(entry, env, exc, started)
-            return
+        except (Exception, TimeLimitExceeded, Cancelled) as exc:  # noqa: BLE001 - recorded
+            error = exc
         finally:
             self._running = None
             if timeout_ms:
@@ -382,14 +414,21 @@ class Worker:
             if watched:
                 assert self._slots is not None
                 self._slots.clear(self._slot)
-            _current.reset(token)
             self._last_job_s = time.perf_counter() - started
-        result, unencodable = result_bytes(value, opts, env.tracked)
-        if unencodable:
-            self._log.warning(
-                "job.result_unencodable", job_id=env.id, task=env.task, error_message=unencodable
-            )
-        self._finish(entry, env, opts.record_ttl_ms, "succeeded", result, started)
+        if isinstance(error, Cancelled):
+            self._finish(entry, env, opts.record_ttl_ms, CANCELLED, b"", started, error)
+        elif error is not None:
+            self._failed(entry, env, error, started)
+        else:
+            result, unencodable = result_bytes(value, opts, env.tracked)
+            if unencodable:
+                self._log.warning(
+                    "job.result_unencodable",
+                    job_id=env.id,
+                    task=env.task,
+                    error_message=unencodable,
+                )
+            self._finish(entry, env, opts.record_ttl_ms, SUCCEEDED, result, started)
 
     def _unrunnable(self, entry: Entry, env: Envelope | DecodeError) -> None:
         """Dead-letter an entry that cannot run: undecodable, or for a task we do not know."""
@@ -399,27 +438,31 @@ class Worker:
         else:
             msg = f"no task named {env.task!r}"
             self._record(self.outcomes.bury(entry, env, "unknown_task", None, 0.0, msg), env.id)
-        if self._on_outcome:
-            self._on_outcome("dead", env if isinstance(env, Envelope) else None, None)
+        self._settled(DEAD, entry, env if isinstance(env, Envelope) else None, None, None)
 
     def _failed(self, entry: Entry, env: Envelope, exc: BaseException, started: float) -> None:
         """Bury now, or queue the next attempt to be written with the next batched ack."""
         outcome = self.outcomes.failed(entry, env, exc, _ms_since(started))
-        if self._on_outcome:
-            self._on_outcome("retry" if isinstance(outcome, Retrying) else "dead", env, exc)
         if not isinstance(outcome, Retrying):
             self._record(outcome, env.id)
+            self._settled(DEAD, entry, env, exc, started)
             return
         self._pending(entry)[1].append(outcome.row())
+        self._settled(RETRYING, entry, env, exc, started)
 
     def _finish(
-        self, entry: Entry, env: Envelope, ttl_ms: int, state: str, result: bytes, started: float
+        self,
+        entry: Entry,
+        env: Envelope,
+        ttl_ms: int,
+        state: str,
+        result: bytes,
+        started: float,
+        error: BaseException | None = None,
     ) -> None:
         job_key = entry.keys.job(env.id) if env.tracked else ""
         self._pending(entry)[0].append(Finished(entry.id, job_key, env.id, state, result, ttl_ms))
-        if self._on_outcome:
-            self._on_outcome(state, env, None)
-        if state == "cancelled":
+        if state == CANCELLED:
             self._log.info(
                 "job.cancelled",
                 **job_fields(env, self.settings.log_args),
@@ -434,6 +477,32 @@ class Worker:
                 duration_ms=_ms_since(started),
                 outcome="succeeded",
             )
+        self._settled(state, entry, env, error, started)
+
+    def _settled(
+        self,
+        state: str,
+        entry: Entry,
+        env: Envelope | None,
+        exc: BaseException | None,
+        started: float | None,
+        hook: bool = True,
+    ) -> None:
+        """Tell ``on_outcome`` and the middleware how a job ended: the one decision point.
+
+        ``started`` (perf_counter) is None for a job settled without running; ``env`` None for
+        bytes that did not decode (no job to show middleware). ``hook=False``: a job cancelled
+        before it started, which ``on_outcome`` (drain's counts) has never been told of.
+        """
+        if hook and self._on_outcome:
+            self._on_outcome("retry" if state == RETRYING else state, env, exc)
+        if self._chain is None or env is None:
+            return
+        duration_s = 0.0 if started is None else time.perf_counter() - started
+        wait_s = time.time() - duration_s - _entry_s(entry.id)
+        self._chain.after(
+            env, Outcome(state, exc, duration_s, max(wait_s, 0.0), started is not None)
+        )
 
     # -- recording -------------------------------------------------------------------------
     def _record(self, op: Op, job_id: str | None = None) -> None:
@@ -519,6 +588,11 @@ class Worker:
         atomic count per queue: a job moving between two reads must not escape both)."""
         horizon = now_ms() + self.settings.burst_horizon_ms
         return not any(self.store.busy(keys, horizon) for keys in self.queues)
+
+
+def _entry_s(entry_id: bytes) -> float:
+    """When an entry entered its stream (its id's millisecond part), in epoch seconds."""
+    return int(entry_id[: entry_id.index(b"-")]) / 1000
 
 
 def _ms_since(start: float) -> float:
