@@ -165,9 +165,10 @@ def test_duplicate_task_name_is_refused(app: streamq.App) -> None:
         def b() -> None: ...
 
 
-def test_async_tasks_are_refused_until_supported(app: streamq.App) -> None:
-    """An async function would never be awaited by the sync worker: refuse it loudly."""
-    with pytest.raises(streamq.ConfigError, match="async"):
+def test_async_tasks_register(app: streamq.App) -> None:
+    """An ``async def`` registers like any task; the worker awaits it (see worker/aloop.py)."""
 
-        @app.task
-        async def coro() -> None: ...
+    @app.task
+    async def coro() -> None: ...
+
+    assert app.tasks["coro"].fn is coro.fn

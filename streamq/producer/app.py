@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -120,8 +119,6 @@ class App(Scheduling):
         )
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
-            if inspect.iscoroutinefunction(func):
-                raise ConfigError(f"{func.__name__} is async: async tasks are not supported yet")
             task_name = name or func.__name__
             if task_name in self.tasks:
                 raise ConfigError(f"task name {task_name!r} is already registered")

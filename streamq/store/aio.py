@@ -12,15 +12,53 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from streamq.errors import ConfigError
 from streamq.plan import Batch, Op, Plan
 from streamq.scripts import SCRIPT_NAMES, source
+from streamq.settings import TlsSettings
 from streamq.store import inspect, queue, records, schedules, upkeep
 from streamq.store.node import judge, noscript, wrapped
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def connect(
+    url: str,
+    socket_timeout_s: float = 10.0,
+    tls: TlsSettings | None = None,
+    max_connections: int = 50,
+) -> aioredis.Redis:
+    """An asyncio client for ``url`` (no I/O yet), set up as :func:`streamq.store.base.connect`
+    sets up the blocking one: timeouts, no hidden retries, a bounded pool that waits."""
+    if socket_timeout_s <= 0:
+        raise ConfigError("socket_timeout_s must be positive")
+    if max_connections < 1:
+        raise ConfigError("max_connections must be at least 1")
+    extra: dict[str, Any] = {}
+    if url.startswith("rediss://") and tls is not None:
+        extra = {
+            "ssl_ca_certs": tls.ca_certs,
+            "ssl_certfile": tls.certfile,
+            "ssl_keyfile": tls.keyfile,
+            "ssl_check_hostname": tls.check_hostname,
+        }
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        **extra,
+        max_connections=max_connections,
+        timeout=socket_timeout_s,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=min(socket_timeout_s, 5.0),
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=False,
+    )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 class AsyncExecutor:

@@ -1,0 +1,536 @@
+"""The asyncio worker: one process runs up to ``concurrency`` jobs at once on an event loop.
+
+It follows every rule of the sync worker (:mod:`streamq.worker.loop`) through the same
+code: decoding and priority order (``batch.py``), retry or bury (``outcomes.py``), the ack
+buffer and its flush shape (``acks.py``), the outage tracker, ``current_job()`` (a
+contextvar, so each asyncio task sees its own job), the canonical lines. It differs in how
+it waits:
+
+- one reader task blocks in XREADGROUP on a connection of its own, asking for at most the
+  free slots plus a small prefetch; start, acks and dead letters go over another connection;
+- read entries wait in a heap, highest priority first: when a slot frees, the highest starts
+  (after a quick look for newly arrived higher-priority work, as the sync worker does);
+- a flusher task writes outcomes every ``ack_flush_ms`` (one ``ack`` per stream);
+- ``async def`` tasks run as asyncio tasks under ``asyncio.timeout``; sync tasks run one at a
+  time on one thread (:class:`streamq.worker.arun.SyncThread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import inspect
+import itertools
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from streamq.clock import monotonic_ms, now_ms
+from streamq.errors import Cancelled, RedisCommandError, StreamqConnectionError, TimeLimitExceeded
+from streamq.job import PRIORITY_HIGH, Envelope
+from streamq.keys import PRIORITY_LEVELS, QueueKeys
+from streamq.outage import Outage
+from streamq.policy import result_bytes
+from streamq.producer.app import App
+from streamq.producer.context import _current
+from streamq.settings import WorkerSettings
+from streamq.store import Entry
+from streamq.store.aio import AsyncStore, connect
+from streamq.worker.acks import (
+    AckBuffer,
+    DeferredProgress,
+    check_acked,
+    log_finished,
+    log_lease_lost,
+    log_lost,
+    log_skipped,
+    retry_delay_s,
+)
+from streamq.worker.arun import LoopWatchdog, Run, SyncThread
+from streamq.worker.batch import Item, decode_all, read_room, time_limit_ms, weighted_order
+from streamq.worker.loop import OutcomeHook, consumer_name, group_taken
+from streamq.worker.outcomes import Burial, Outcomes, Retrying
+from streamq.worker.slots import Running, Slots
+
+log = structlog.get_logger("streamq.worker")
+_CONN = (StreamqConnectionError, RedisCommandError)
+
+
+class AsyncWorker:
+    """Runs jobs of one consumer group on an event loop; one instance per process.
+
+    The constructor has no side effects; :meth:`run` connects. ``slots``/``slot`` are the
+    shared-memory slots ``slot`` .. ``slot + concurrency - 1`` through which a supervisor
+    sees the running jobs (time limits, cancellation); None when run alone. On :meth:`stop`
+    running jobs get ``grace_s`` to finish, then are cancelled and handed back.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        settings: WorkerSettings,
+        consumer: str | None = None,
+        slots: Slots | None = None,
+        slot: int = 0,
+        on_outcome: OutcomeHook | None = None,
+        grace_s: float = 30.0,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.consumer = consumer or consumer_name()
+        self.queues = [QueueKeys(q) for q in settings.queues]
+        self.streams = [(k, p) for k in self.queues for p in PRIORITY_LEVELS]
+        self.grace_s = grace_s
+        self.processed = 0
+        self._slots, self._slot = slots, slot
+        self._log = log.bind(group=settings.group, consumer=self.consumer)
+        self._outcomes = Outcomes(app, settings.group, self.consumer, self._log, settings.log_args)
+        self._acks = AckBuffer()
+        self._burials: list[tuple[Burial, str | None]] = []
+        self._ready: list[tuple[int, int, Item]] = []  # heap: (-priority, arrival, item)
+        self._arrival = itertools.count()
+        self._runs: dict[asyncio.Task[None], Run] = {}
+        self._seats = list(range(settings.concurrency - 1, -1, -1))  # pop() hands out 0 first
+        self._held: set[tuple[str, bytes]] = set()  # (stream, entry id) read and not yet written
+        self._is_async: dict[str, bool] = {}
+        self._stopping = False
+        self._recover = False
+        self._checking = False
+        self._last_check = 0.0
+        self._outage = Outage()
+        self._rng = random.Random()
+        self._on_outcome = on_outcome
+        self._reader: asyncio.Task[None] | None = None
+        self._checks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self, should_continue: Callable[[], bool] = lambda: True) -> int:
+        """Serve until stopped (or, in burst mode, until nothing is left); return exit code.
+
+        Outages are waited out; a :class:`RedisSetupError` (credentials, permissions, not
+        Redis) is raised.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._space, self._flush_due = asyncio.Event(), asyncio.Event()
+        self._flush_lock, self._sync_turn = asyncio.Lock(), asyncio.Lock()
+        timeout_s = self.app.settings.socket_timeout_s
+        self._ops = self._new_store(timeout_s)
+        self._reads = self._new_store(max(timeout_s, self.settings.block_ms / 1000 + 5))
+        self._progress = DeferredProgress(self.app.store, self._wake_flusher)
+        self._sync = SyncThread()
+        watchdog = LoopWatchdog(self._log, self._runs)
+        helpers = [
+            self._loop.create_task(self._flusher()),
+            self._loop.create_task(watchdog.heartbeat()),
+        ]
+        try:
+            self._reader = self._loop.create_task(self._read_loop(should_continue))
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            await self._wind_down()
+            await asyncio.gather(*self._checks, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._shutdown()
+        finally:
+            watchdog.stop()
+            self._sync.close()
+            await self._ops.aclose()
+            await self._reads.aclose()
+        return 0
+
+    def _new_store(self, timeout_s: float) -> AsyncStore:
+        s = self.app.settings
+        return AsyncStore(connect(self.app.redis_url, timeout_s, s.tls, s.max_connections))
+
+    def install_signals(self) -> None:
+        """SIGTERM stops (with the grace), SIGUSR1 cancels the job the supervisor named."""
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGTERM, self.stop)
+        self._loop.add_signal_handler(signal.SIGUSR1, self.on_cancel_signal)
+
+    async def start(self) -> None:
+        """Create the consumer groups (idempotent) and announce the worker."""
+        for keys in self.queues:
+            others = await self._ops.ensure_group(keys, self.settings.group)
+            if others:
+                raise group_taken(keys, others)
+        self._log.info(
+            "worker.started",
+            queues=list(self.settings.queues),
+            pid=os.getpid(),
+            tasks=sorted(self.app.tasks),
+            concurrency=self.settings.concurrency,
+            loop="asyncio",
+        )
+
+    def stop(self) -> None:
+        """Stop reading; running jobs get ``grace_s`` to finish (see :meth:`_wind_down`)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._log.info("worker.stopping", running=len(self._runs), grace_s=self.grace_s)
+        if self._reader is not None:
+            self._reader.cancel()
+
+    def on_cancel_signal(self) -> None:
+        """SIGUSR1 from the supervisor: cancel the running job named in its slot."""
+        if self._slots is None:
+            return
+        for run in list(self._runs.values()):
+            target = self._slots.cancel_target(self._slot + run.seat)
+            if target == run.env.id and not run.stop:
+                self._stop_run(run, "cancel")
+
+    def _stop_run(self, run: Run, why: str) -> None:
+        run.stop = why
+        if run.in_thread:
+            self._sync.interrupt(run.env.id, Cancelled)
+        elif run.handle is not None:
+            run.handle.cancel()
+
+    async def _wind_down(self) -> None:
+        """Let running jobs finish within the grace, then cancel them (handed back later)."""
+        self._stopping = True
+        self._ready.clear()  # read, never started: released with the rest
+        if not self._runs:
+            return
+        _, late = await asyncio.wait(list(self._runs), timeout=self.grace_s)
+        if late:
+            self._log.warning("worker.grace_expired", cancelled=len(late))
+            for handle in late:
+                self._stop_run(self._runs[handle], "shutdown")
+            await asyncio.wait(late, timeout=1.0)
+
+    async def _shutdown(self) -> None:
+        """Record finished work, hand back everything else we hold, and leave the group."""
+        released = 0
+        try:
+            await self._flush()
+            for keys in self.queues:
+                released += await self._ops.release(keys, self.settings.group, self.consumer)
+        except _CONN as e:
+            # Whatever we hold stays pending; the reaper recovers it after the timeout.
+            self._log.warning("worker.release_failed", error_message=str(e))
+        self._log.info("worker.stopped", processed=self.processed, released=released)
+
+    # -- reading ---------------------------------------------------------------------------
+    async def _read_loop(self, should_continue: Callable[[], bool]) -> None:
+        first = True
+        while not self._stopping and should_continue():
+            try:
+                if first or self._outage.down:
+                    await (self.start() if first else self._ops.ping())
+                    first = False
+                    self._back()
+                room = read_room(
+                    self.settings.concurrency,
+                    self.settings.read_ahead,
+                    len(self._runs),
+                    len(self._ready),
+                )
+                if room == 0:
+                    self._space.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._space.wait(), self.settings.block_ms / 1000)
+                    continue
+                got = await self._read(room)
+                if not got and self.settings.burst and await self._drained():
+                    return
+            except _CONN as e:
+                self._recover = True  # a read whose reply was lost still delivered to us
+                await self._lost(e)
+
+    async def _read(self, room: int) -> int:
+        """Read up to ``room`` entries (after an outage, first our own unseen pending ones)."""
+        own = self._recover
+        count = room + len(self._held) if own else room
+        block = None if own else (100 if self.settings.burst else self.settings.block_ms)
+        entries = await self._reads.read(
+            self.streams, self.settings.group, self.consumer, count, block, own=own
+        )
+        if own:
+            entries = [e for e in entries if (e.stream, e.id) not in self._held]
+            self._recover = bool(entries)
+        await self._take(entries)
+        return len(entries)
+
+    async def _take(self, entries: list[Entry]) -> None:
+        """Decode, mark started (dropping jobs cancelled meanwhile), queue by priority."""
+        items = decode_all(entries, self.app.settings.max_payload_bytes)
+        jobs = [(e, env) for e, env in items if isinstance(env, Envelope) and env.tracked]
+        if jobs:
+            go = await self._ops.start(
+                self.settings.group,
+                self.consumer,
+                now_ms(),
+                [e for e, _ in jobs],
+                [env.id for _, env in jobs],
+                [env.attempt for _, env in jobs],
+            )
+            skipped = {e.id for (e, env), ok in zip(jobs, go, strict=True) if not ok}
+            for e, env in jobs:
+                if e.id in skipped:
+                    log_skipped(self._log, env, self.settings)
+            items = [item for item in items if item[0].id not in skipped]
+        weights = self.settings.priority_weights
+        if weights:
+            items = weighted_order(items, weights, self._rng)
+        for item in items:
+            self._held.add((item[0].stream, item[0].id))
+            rank = 0 if weights else -item[0].priority  # weighted: the draw's order
+            heapq.heappush(self._ready, (rank, next(self._arrival), item))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start the highest-priority waiting entries while slots are free."""
+        while self._ready and self._seats and not self._stopping:
+            _, _, (entry, env) = heapq.heappop(self._ready)
+            if not isinstance(env, Envelope) or env.task not in self.app.tasks:
+                burial, job_id = self._outcomes.unrunnable(entry, env)
+                self._bury(burial, job_id)
+                if self._on_outcome:
+                    self._on_outcome("dead", env if isinstance(env, Envelope) else None, None)
+                continue
+            run = Run(entry, env, self.app.tasks[env.task], self._seats.pop(), time.perf_counter())
+            run.handle = self._loop.create_task(self._run(run), name=f"{env.task}:{env.id}")
+            self._runs[run.handle] = run
+
+    def _after_run(self) -> None:
+        """A slot freed: look for newly arrived higher-priority work first (at most once per
+        ms, as the sync worker does), then start the highest waiting entry."""
+        self._space.set()
+        head = -self._ready[0][0] if self._ready else PRIORITY_HIGH
+        now = time.perf_counter()
+        if (
+            head < PRIORITY_HIGH
+            and not self.settings.priority_weights
+            and not self._checking
+            and not self._stopping
+            and now - self._last_check >= 0.001
+        ):
+            self._checking = True
+            self._last_check = now
+            check = self._loop.create_task(self._preempt(head))
+            self._checks.add(check)  # the loop keeps only weak references to tasks
+            check.add_done_callback(self._checks.discard)
+            return
+        self._dispatch()
+
+    async def _preempt(self, head: int) -> None:
+        try:
+            higher = [(k, p) for k, p in self.streams if p > head]
+            entries = await self._ops.read(
+                higher, self.settings.group, self.consumer, max(1, len(self._seats)), None
+            )
+            await self._take(entries)
+        except _CONN:
+            self._recover = True  # the reader notices the outage and re-reads what we own
+        finally:
+            self._checking = False
+            self._dispatch()
+
+    # -- running ---------------------------------------------------------------------------
+    async def _run(self, run: Run) -> None:
+        env, opts = run.env, run.task.options
+        limit_ms = time_limit_ms(env, opts)
+        _current.set((env, self._progress))  # this asyncio task's own context
+        try:
+            if self._async(run):
+                self._publish(run, limit_ms)
+                value = await self._call_async(run, limit_ms)
+            else:
+                value = await self._call_sync(run, limit_ms)
+        except (asyncio.CancelledError, Cancelled) as exc:
+            if run.stop == "cancel":
+                self._finish(run, "cancelled", b"")
+            elif run.stop != "shutdown":
+                self._failed(run, exc)  # a Cancelled the task raised itself
+            return
+        except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded, never fatal
+            self._failed(run, exc)
+            return
+        finally:
+            self._release_seat(run)
+        result, unencodable = result_bytes(value, opts, env.tracked)
+        if unencodable:
+            self._log.warning(
+                "job.result_unencodable", job_id=env.id, task=env.task, error_message=unencodable
+            )
+        self._finish(run, "succeeded", result)
+
+    def _async(self, run: Run) -> bool:
+        name = run.env.task
+        if name not in self._is_async:
+            self._is_async[name] = inspect.iscoroutinefunction(run.task.fn)
+        return self._is_async[name]
+
+    async def _call_async(self, run: Run, limit_ms: int | None) -> Any:
+        coro = run.task.fn(*run.env.args, **run.env.kwargs)
+        if not limit_ms:
+            return await coro
+        timeout = asyncio.timeout(limit_ms / 1000)
+        try:
+            async with timeout:
+                return await coro
+        except TimeoutError as e:
+            if timeout.expired():
+                raise TimeLimitExceeded(f"job {run.env.id} ran past its time limit") from e
+            raise
+
+    async def _call_sync(self, run: Run, limit_ms: int | None) -> Any:
+        """One sync task at a time on the sync thread; its slot waits with it."""
+        env = run.env
+        async with self._sync_turn:
+            run.in_thread = True
+            self._publish(run, limit_ms)
+            timer = (
+                self._loop.call_later(
+                    limit_ms / 1000, self._sync.interrupt, env.id, TimeLimitExceeded
+                )
+                if limit_ms
+                else None
+            )
+            try:
+                return await self._sync.call(env.id, run.task.fn, env.args, env.kwargs)
+            finally:
+                run.in_thread = False
+                self._sync.forget(env.id)
+                if timer is not None:
+                    timer.cancel()
+
+    def _publish(self, run: Run, limit_ms: int | None) -> None:
+        """Show the job to the supervisor (cancels need tracked jobs, limits a deadline)."""
+        if self._slots is None or not (run.env.tracked or limit_ms):
+            return
+        start = now_ms()
+        deadline = start + limit_ms if limit_ms else 0
+        self._slots.set(
+            self._slot + run.seat,
+            Running(
+                run.env.id,
+                run.env.queue,
+                run.entry.priority,
+                run.entry.id.decode(),
+                start,
+                deadline,
+            ),
+        )
+
+    def _release_seat(self, run: Run) -> None:
+        if self._slots is not None:
+            self._slots.clear(self._slot + run.seat)
+        if run.handle is not None:
+            self._runs.pop(run.handle, None)
+        self._seats.append(run.seat)
+        self.processed += 1
+        self._after_run()
+
+    # -- recording -------------------------------------------------------------------------
+    def _finish(self, run: Run, state: str, result: bytes) -> None:
+        self._acks.finished(run.entry, run.env, state, result, run.task.options.record_ttl_ms)
+        if self._on_outcome:
+            self._on_outcome(state, run.env, None)
+        log_finished(self._log, run.env, state, _ms_since(run.started), self.settings)
+        self._wake_flusher()
+
+    def _failed(self, run: Run, exc: BaseException) -> None:
+        outcome = self._outcomes.failed(run.entry, run.env, exc, _ms_since(run.started))
+        if self._on_outcome:
+            self._on_outcome("retry" if isinstance(outcome, Retrying) else "dead", run.env, exc)
+        if isinstance(outcome, Retrying):
+            self._acks.retry(run.entry, outcome.row())
+            self._wake_flusher()
+        else:
+            self._bury(outcome, run.env.id)
+
+    def _bury(self, burial: Burial, job_id: str | None) -> None:
+        self._burials.append((burial, job_id))
+        self._wake_flusher()
+
+    def _wake_flusher(self) -> None:
+        """Ask for a flush; safe from any thread (progress is set from the sync thread)."""
+        loop = self._loop
+        if loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._flush_due.set()
+        else:
+            loop.call_soon_threadsafe(self._flush_due.set)
+
+    async def _flusher(self) -> None:
+        """Write outcomes every ``ack_flush_ms`` while jobs run, at once when idle."""
+        while True:
+            await self._flush_due.wait()
+            if self._runs:
+                await asyncio.sleep(self.settings.ack_flush_ms / 1000)
+            self._flush_due.clear()
+            try:
+                await self._flush()
+                if self._outage.down:
+                    self._back()
+            except _CONN as e:
+                self._flush_due.set()
+                await self._lost(e)
+
+    async def _flush(self) -> None:
+        """Progress first (the records still exist), then acks, then dead letters."""
+        async with self._flush_lock:
+            await self._progress.write(self._ops)
+            group = self.settings.group
+            while self._acks:
+                keys, priority, rows = self._acks.take()
+                try:
+                    acked, lost = await self._ops.ack(keys, priority, group, now_ms(), *rows)
+                except BaseException:
+                    self._acks.restore(keys, priority, rows)
+                    raise
+                check_acked(self._log, keys, rows, acked, lost)
+                stream = keys.stream_for(priority)
+                done, retries = rows
+                self._held.difference_update((stream, f.entry_id) for f in done)
+                self._held.difference_update((stream, r.entry_id) for r in retries)
+            while self._burials:
+                burial, job_id = self._burials[0]
+                if not await self._ops.bury(*burial):
+                    log_lease_lost(self._log, job_id)
+                self._burials.pop(0)
+                self._held.discard((burial.entry.stream, burial.entry.id))
+
+    # -- outages and burst -----------------------------------------------------------------
+    async def _lost(self, error: Exception) -> None:
+        log_lost(self._log, self._outage.failed(monotonic_ms()), error)
+        down_ms = monotonic_ms() - (self._outage.down_since_ms or 0)
+        await asyncio.sleep(retry_delay_s(down_ms, self._rng))
+
+    def _back(self) -> None:
+        down_ms = self._outage.succeeded(monotonic_ms())
+        if down_ms is not None:
+            self._log.info("redis.reconnected", pid=os.getpid(), down_ms=down_ms)
+
+    async def _drained(self) -> bool:
+        """Burst mode: nothing running or held, and no job queued, pending or due soon."""
+        if self._runs or self._ready:
+            return False
+        await self._flush()
+        horizon = now_ms() + self.settings.burst_horizon_ms
+        for keys in self.queues:
+            stats = await self._ops.stats(keys, self.settings.group)
+            if stats.queued or stats.pending or await self._ops.due_before(keys, horizon):
+                return False
+        return True
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
