@@ -273,7 +273,7 @@ def test_a_blocked_loop_is_reported_with_the_task(app: streamq.App, queue: str) 
 
     @app.task
     async def hog() -> None:
-        time.sleep(1.0)
+        time.sleep(1.6)
 
     hog.enqueue()
     with capture_logs() as logs:

@@ -108,6 +108,7 @@ class AsyncWorker:
         self._on_outcome = on_outcome
         self._reader: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
+        self._closing = False  # ends the flusher and the heartbeat
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, should_continue: Callable[[], bool] = lambda: True) -> int:
@@ -125,9 +126,10 @@ class AsyncWorker:
         self._progress = DeferredProgress(self.app.store, self._wake_flusher)
         self._sync = SyncThread()
         watchdog = LoopWatchdog(self._log, self._runs)
+        beat = watchdog.heartbeat(lambda: not self._closing)
         helpers = [
             self._loop.create_task(self._flusher()),
-            self._loop.create_task(watchdog.heartbeat()),
+            self._loop.create_task(beat),
         ]
         try:
             self._reader = self._loop.create_task(self._read_loop(should_continue))
@@ -135,8 +137,11 @@ class AsyncWorker:
                 await self._reader
             await self._wind_down()
             await asyncio.gather(*self._checks, return_exceptions=True)
-            for task in helpers:
-                task.cancel()
+            # Ended by a flag, not cancel(): a cancel can be lost inside redis-py's own
+            # timeouts, and the flusher would then wait forever.
+            self._closing = True
+            watchdog.stop()
+            self._flush_due.set()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._shutdown()
         finally:
@@ -471,7 +476,7 @@ class AsyncWorker:
 
     async def _flusher(self) -> None:
         """Write outcomes every ``ack_flush_ms`` while jobs run, at once when idle."""
-        while True:
+        while not self._closing:
             await self._flush_due.wait()
             if self._runs:
                 await asyncio.sleep(self.settings.ack_flush_ms / 1000)

@@ -27,7 +27,7 @@ from streamq.producer.task import Task
 from streamq.store import Entry
 
 # The loop is reported blocked once it has not ticked for this long.
-BLOCKED_MS = 500
+BLOCKED_MS = 1000
 _TICK_S = 0.1
 
 
@@ -108,11 +108,11 @@ class LoopWatchdog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._watch, name="streamq-watchdog", daemon=True)
 
-    async def heartbeat(self) -> None:
-        """Tick while the loop runs; start the watching thread on the first tick."""
+    async def heartbeat(self, go_on: Callable[[], bool]) -> None:
+        """Tick while the loop runs and ``go_on()``; start the watching thread at once."""
         self._loop = asyncio.get_running_loop()
         self._thread.start()
-        while True:
+        while go_on():
             self._tick = time.monotonic()
             await asyncio.sleep(_TICK_S)
 

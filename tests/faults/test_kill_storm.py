@@ -22,6 +22,7 @@ from tests.faults.harness import (
     noise,
     producer_app,
     residue,
+    scenario,
     settle,
     settle_or_none,
     sigkill,
@@ -59,6 +60,7 @@ def test_kill_storm_loses_nothing(
     ledger_server: RedisServer,
     ledger_client: redis.Redis,
     report: Callable[[Row], None],
+    app_kind: str,
 ) -> None:
     """Under SIGKILLs of workers, of the supervisor and of a whole pool, every job finishes."""
     t0 = time.monotonic()
@@ -72,7 +74,7 @@ def test_kill_storm_loses_nothing(
         producer.enqueue_many(producer.envelope("work", [t, rng.randint(10, 30)]) for t in tags)
         led = Ledger(ledger_client, queue)
         killed: set[int] = set()
-        pools = [stack.enter_context(start_pool(env, 3, "--log-jobs", "failures"))]
+        pools = [stack.enter_context(start_pool(env, 3, "--log-jobs", "failures", kind=app_kind))]
 
         def reached(fraction: float) -> Callable[[], bool]:
             return led.reached(int(JOBS * fraction))
@@ -81,14 +83,18 @@ def test_kill_storm_loses_nothing(
         # kill -9 the supervisor alone: its workers drain on PDEATHSIG; a new pool takes over.
         sigkill(pools[-1].proc.pid)
         pools[-1].wait(10)
-        pools.append(stack.enter_context(start_pool(env, 3, "--log-jobs", "failures")))
+        pools.append(
+            stack.enter_context(start_pool(env, 3, "--log-jobs", "failures", kind=app_kind))
+        )
         one_by_one += _storm(pools[-1], reached(2 / 3), killed, rng)
         # The whole pool at once (OOM killer, lost VM): the next pool's reaper recovers its jobs.
         victims = children(pools[-1])
         os.killpg(pools[-1].proc.pid, signal.SIGKILL)
         pools[-1].wait(10)
         killed.update(victims)
-        pools.append(stack.enter_context(start_pool(env, 3, "--log-jobs", "failures")))
+        pools.append(
+            stack.enter_context(start_pool(env, 3, "--log-jobs", "failures", kind=app_kind))
+        )
         one_by_one += _storm(pools[-1], reached(0.9), killed, rng)
         settle_s = settle(accounted(led, producer.store, queue, tags), 60)
         settle_or_none(drained(producer.store, queue), 30)  # late copies run too
@@ -101,7 +107,7 @@ def test_kill_storm_loses_nothing(
         junk = sum(len(noise(p)) for p in pools)
     report(
         Row(
-            "1 kill -9 storm",
+            scenario("1 kill -9 storm", app_kind),
             server_kind,
             t.jobs,
             t.once,
