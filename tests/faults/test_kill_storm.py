@@ -14,6 +14,7 @@ import redis
 
 from streamq.testing import RedisServer, find_server
 from tests.faults.harness import (
+    ASYNC_CONCURRENCY,
     children,
     drained,
     events,
@@ -124,6 +125,10 @@ def test_kill_storm_loses_nothing(
     assert not t.lost, f"lost jobs: {sorted(t.lost)[:20]}"
     assert not t.dead, f"dead-lettered: {t.dead}"
     assert set(causes) <= {KILLED}, f"duplicates not caused by a killed worker: {causes}"
-    assert len(t.dups) <= 3 * len(killed)
+    # A SIGKILLed process loses the acks of at most one flush window (ack_flush_ms, 10 ms):
+    # about one 10-30 ms job for a sync worker; for an asyncio worker, every slot may have
+    # finished a job in that window, so up to its concurrency.
+    per_kill = 3 if app_kind == "sync" else ASYNC_CONCURRENCY
+    assert len(t.dups) <= per_kill * len(killed)
     assert crashed == 0
     assert left.clean, left
