@@ -40,12 +40,12 @@ app = streamq.App("redis://127.0.0.1:1/0", AppSettings(default_queue=QUEUE))
 _side: dict[tuple[int, str], redis.Redis] = {}
 
 
-def side() -> redis.Redis:
+def side(url: str | None = None) -> redis.Redis:
     """The task's own connection (one per process), as a real job has its own database client."""
-    key = (os.getpid(), app.redis_url)
+    key = (os.getpid(), url or app.redis_url)
     client = _side.get(key)
     if client is None:
-        client = _side[key] = redis.Redis.from_url(app.redis_url)
+        client = _side[key] = redis.Redis.from_url(key[1])
     return client
 
 
@@ -94,7 +94,7 @@ ASYNC_SLEEP_S = 0.05
 @async_app.task(name="amark")
 async def amark(i: int) -> None:
     """``mark`` for the asyncio pool (a quick blocking SET: it runs once per drain)."""
-    mark.fn(i)
+    side(async_app.redis_url).set(T0_KEY, repr(time.time()), nx=True)
 
 
 @async_app.task(name="anoop")

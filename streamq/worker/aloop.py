@@ -31,11 +31,10 @@ from typing import Any
 
 import structlog
 
-from streamq.clock import monotonic_ms, now_ms
-from streamq.errors import Cancelled, RedisCommandError, StreamqConnectionError, TimeLimitExceeded
+from streamq.clock import now_ms
+from streamq.errors import Cancelled, TimeLimitExceeded
 from streamq.job import PRIORITY_HIGH, Envelope
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
-from streamq.outage import Outage
 from streamq.policy import result_bytes
 from streamq.producer.app import App
 from streamq.producer.context import _current
@@ -43,23 +42,15 @@ from streamq.settings import WorkerSettings
 from streamq.store import Entry
 from streamq.store.aio import AsyncStore, connect
 from streamq.worker.acks import (
-    AckBuffer,
-    DeferredProgress,
-    check_acked,
-    log_finished,
-    log_lease_lost,
-    log_lost,
     log_skipped,
-    retry_delay_s,
 )
-from streamq.worker.arun import LoopWatchdog, Run, SyncThread
+from streamq.worker.arecord import CONN_ERRORS, Link, Recorder
+from streamq.worker.arun import LoopWatchdog, Run, SyncThread, call_async, publish
 from streamq.worker.batch import Item, decode_all, read_room, time_limit_ms, weighted_order
 from streamq.worker.loop import OutcomeHook, consumer_name, group_taken
-from streamq.worker.outcomes import Burial, Outcomes, Retrying
-from streamq.worker.slots import Running, Slots
+from streamq.worker.slots import Slots
 
 log = structlog.get_logger("streamq.worker")
-_CONN = (StreamqConnectionError, RedisCommandError)
 
 
 class AsyncWorker:
@@ -90,25 +81,22 @@ class AsyncWorker:
         self.processed = 0
         self._slots, self._slot = slots, slot
         self._log = log.bind(group=settings.group, consumer=self.consumer)
-        self._outcomes = Outcomes(app, settings.group, self.consumer, self._log, settings.log_args)
-        self._acks = AckBuffer()
-        self._burials: list[tuple[Burial, str | None]] = []
+        self._record = Recorder(app, settings, self.consumer, self._log, on_outcome)
+        self._record.busy = lambda: bool(self._runs)
+        self._link = Link(self._log)
         self._ready: list[tuple[int, int, Item]] = []  # heap: (-priority, arrival, item)
         self._arrival = itertools.count()
         self._runs: dict[asyncio.Task[None], Run] = {}
         self._seats = list(range(settings.concurrency - 1, -1, -1))  # pop() hands out 0 first
-        self._held: set[tuple[str, bytes]] = set()  # (stream, entry id) read and not yet written
         self._is_async: dict[str, bool] = {}
         self._stopping = False
         self._recover = False
         self._checking = False
         self._last_check = 0.0
-        self._outage = Outage()
         self._rng = random.Random()
-        self._on_outcome = on_outcome
         self._reader: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()
-        self._closing = False  # ends the flusher and the heartbeat
+        self._closing = False  # ends the heartbeat
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self, should_continue: Callable[[], bool] = lambda: True) -> int:
@@ -118,17 +106,16 @@ class AsyncWorker:
         Redis) is raised.
         """
         self._loop = asyncio.get_running_loop()
-        self._space, self._flush_due = asyncio.Event(), asyncio.Event()
-        self._flush_lock, self._sync_turn = asyncio.Lock(), asyncio.Lock()
+        self._space, self._sync_turn = asyncio.Event(), asyncio.Lock()
         timeout_s = self.app.settings.socket_timeout_s
         self._ops = self._new_store(timeout_s)
         self._reads = self._new_store(max(timeout_s, self.settings.block_ms / 1000 + 5))
-        self._progress = DeferredProgress(self.app.store, self._wake_flusher)
+        self._progress = self._record.open(self._ops, self._link)
         self._sync = SyncThread()
         watchdog = LoopWatchdog(self._log, self._runs)
         beat = watchdog.heartbeat(lambda: not self._closing)
         helpers = [
-            self._loop.create_task(self._flusher()),
+            self._loop.create_task(self._record.flusher()),
             self._loop.create_task(beat),
         ]
         try:
@@ -137,11 +124,11 @@ class AsyncWorker:
                 await self._reader
             await self._wind_down()
             await asyncio.gather(*self._checks, return_exceptions=True)
-            # Ended by a flag, not cancel(): a cancel can be lost inside redis-py's own
+            # Ended by flags, not cancel(): a cancel can be lost inside redis-py's own
             # timeouts, and the flusher would then wait forever.
             self._closing = True
             watchdog.stop()
-            self._flush_due.set()
+            self._record.close()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._shutdown()
         finally:
@@ -218,10 +205,10 @@ class AsyncWorker:
         """Record finished work, hand back everything else we hold, and leave the group."""
         released = 0
         try:
-            await self._flush()
+            await self._record.flush()
             for keys in self.queues:
                 released += await self._ops.release(keys, self.settings.group, self.consumer)
-        except _CONN as e:
+        except CONN_ERRORS as e:
             # Whatever we hold stays pending; the reaper recovers it after the timeout.
             self._log.warning("worker.release_failed", error_message=str(e))
         self._log.info("worker.stopped", processed=self.processed, released=released)
@@ -231,10 +218,10 @@ class AsyncWorker:
         first = True
         while not self._stopping and should_continue():
             try:
-                if first or self._outage.down:
+                if first or self._link.outage.down:
                     await (self.start() if first else self._ops.ping())
                     first = False
-                    self._back()
+                    self._link.back()
                 room = read_room(
                     self.settings.concurrency,
                     self.settings.read_ahead,
@@ -249,20 +236,21 @@ class AsyncWorker:
                 got = await self._read(room)
                 if not got and self.settings.burst and await self._drained():
                     return
-            except _CONN as e:
+            except CONN_ERRORS as e:
                 self._recover = True  # a read whose reply was lost still delivered to us
-                await self._lost(e)
+                await self._link.lost(e)
 
     async def _read(self, room: int) -> int:
         """Read up to ``room`` entries (after an outage, first our own unseen pending ones)."""
         own = self._recover
-        count = room + len(self._held) if own else room
+        held = self._record.held
+        count = room + len(held) if own else room
         block = None if own else (100 if self.settings.burst else self.settings.block_ms)
         entries = await self._reads.read(
             self.streams, self.settings.group, self.consumer, count, block, own=own
         )
         if own:
-            entries = [e for e in entries if (e.stream, e.id) not in self._held]
+            entries = [e for e in entries if (e.stream, e.id) not in held]
             self._recover = bool(entries)
         await self._take(entries)
         return len(entries)
@@ -289,7 +277,7 @@ class AsyncWorker:
         if weights:
             items = weighted_order(items, weights, self._rng)
         for item in items:
-            self._held.add((item[0].stream, item[0].id))
+            self._record.held.add((item[0].stream, item[0].id))
             rank = 0 if weights else -item[0].priority  # weighted: the draw's order
             heapq.heappush(self._ready, (rank, next(self._arrival), item))
         self._dispatch()
@@ -299,10 +287,7 @@ class AsyncWorker:
         while self._ready and self._seats and not self._stopping:
             _, _, (entry, env) = heapq.heappop(self._ready)
             if not isinstance(env, Envelope) or env.task not in self.app.tasks:
-                burial, job_id = self._outcomes.unrunnable(entry, env)
-                self._bury(burial, job_id)
-                if self._on_outcome:
-                    self._on_outcome("dead", env if isinstance(env, Envelope) else None, None)
+                self._record.unrunnable(entry, env)
                 continue
             run = Run(entry, env, self.app.tasks[env.task], self._seats.pop(), time.perf_counter())
             run.handle = self._loop.create_task(self._run(run), name=f"{env.task}:{env.id}")
@@ -336,7 +321,7 @@ class AsyncWorker:
                 higher, self.settings.group, self.consumer, max(1, len(self._seats)), None
             )
             await self._take(entries)
-        except _CONN:
+        except CONN_ERRORS:
             self._recover = True  # the reader notices the outage and re-reads what we own
         finally:
             self._checking = False
@@ -349,18 +334,18 @@ class AsyncWorker:
         _current.set((env, self._progress))  # this asyncio task's own context
         try:
             if self._async(run):
-                self._publish(run, limit_ms)
-                value = await self._call_async(run, limit_ms)
+                publish(self._slots, self._slot, run, limit_ms)
+                value = await call_async(run, limit_ms)
             else:
                 value = await self._call_sync(run, limit_ms)
         except (asyncio.CancelledError, Cancelled) as exc:
             if run.stop == "cancel":
-                self._finish(run, "cancelled", b"")
+                self._record.finished(run, "cancelled", b"")
             elif run.stop != "shutdown":
-                self._failed(run, exc)  # a Cancelled the task raised itself
+                self._record.failed(run, exc)  # a Cancelled the task raised itself
             return
         except (Exception, TimeLimitExceeded) as exc:  # noqa: BLE001 - recorded, never fatal
-            self._failed(run, exc)
+            self._record.failed(run, exc)
             return
         finally:
             self._release_seat(run)
@@ -369,7 +354,7 @@ class AsyncWorker:
             self._log.warning(
                 "job.result_unencodable", job_id=env.id, task=env.task, error_message=unencodable
             )
-        self._finish(run, "succeeded", result)
+        self._record.finished(run, "succeeded", result)
 
     def _async(self, run: Run) -> bool:
         name = run.env.task
@@ -377,57 +362,15 @@ class AsyncWorker:
             self._is_async[name] = inspect.iscoroutinefunction(run.task.fn)
         return self._is_async[name]
 
-    async def _call_async(self, run: Run, limit_ms: int | None) -> Any:
-        coro = run.task.fn(*run.env.args, **run.env.kwargs)
-        if not limit_ms:
-            return await coro
-        timeout = asyncio.timeout(limit_ms / 1000)
-        try:
-            async with timeout:
-                return await coro
-        except TimeoutError as e:
-            if timeout.expired():
-                raise TimeLimitExceeded(f"job {run.env.id} ran past its time limit") from e
-            raise
-
     async def _call_sync(self, run: Run, limit_ms: int | None) -> Any:
-        """One sync task at a time on the sync thread; its slot waits with it."""
-        env = run.env
+        """One sync task at a time on the sync thread; its slot is shown once it runs."""
         async with self._sync_turn:
             run.in_thread = True
-            self._publish(run, limit_ms)
-            timer = (
-                self._loop.call_later(
-                    limit_ms / 1000, self._sync.interrupt, env.id, TimeLimitExceeded
-                )
-                if limit_ms
-                else None
-            )
+            publish(self._slots, self._slot, run, limit_ms)
             try:
-                return await self._sync.call(env.id, run.task.fn, env.args, env.kwargs)
+                return await self._sync.run(run, limit_ms)
             finally:
                 run.in_thread = False
-                self._sync.forget(env.id)
-                if timer is not None:
-                    timer.cancel()
-
-    def _publish(self, run: Run, limit_ms: int | None) -> None:
-        """Show the job to the supervisor (cancels need tracked jobs, limits a deadline)."""
-        if self._slots is None or not (run.env.tracked or limit_ms):
-            return
-        start = now_ms()
-        deadline = start + limit_ms if limit_ms else 0
-        self._slots.set(
-            self._slot + run.seat,
-            Running(
-                run.env.id,
-                run.env.queue,
-                run.entry.priority,
-                run.entry.id.decode(),
-                start,
-                deadline,
-            ),
-        )
 
     def _release_seat(self, run: Run) -> None:
         if self._slots is not None:
@@ -438,104 +381,15 @@ class AsyncWorker:
         self.processed += 1
         self._after_run()
 
-    # -- recording -------------------------------------------------------------------------
-    def _finish(self, run: Run, state: str, result: bytes) -> None:
-        self._acks.finished(run.entry, run.env, state, result, run.task.options.record_ttl_ms)
-        if self._on_outcome:
-            self._on_outcome(state, run.env, None)
-        log_finished(self._log, run.env, state, _ms_since(run.started), self.settings)
-        self._wake_flusher()
-
-    def _failed(self, run: Run, exc: BaseException) -> None:
-        outcome = self._outcomes.failed(run.entry, run.env, exc, _ms_since(run.started))
-        if self._on_outcome:
-            self._on_outcome("retry" if isinstance(outcome, Retrying) else "dead", run.env, exc)
-        if isinstance(outcome, Retrying):
-            self._acks.retry(run.entry, outcome.row())
-            self._wake_flusher()
-        else:
-            self._bury(outcome, run.env.id)
-
-    def _bury(self, burial: Burial, job_id: str | None) -> None:
-        self._burials.append((burial, job_id))
-        self._wake_flusher()
-
-    def _wake_flusher(self) -> None:
-        """Ask for a flush; safe from any thread (progress is set from the sync thread)."""
-        loop = self._loop
-        if loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._flush_due.set()
-        else:
-            loop.call_soon_threadsafe(self._flush_due.set)
-
-    async def _flusher(self) -> None:
-        """Write outcomes every ``ack_flush_ms`` while jobs run, at once when idle."""
-        while not self._closing:
-            await self._flush_due.wait()
-            if self._runs:
-                await asyncio.sleep(self.settings.ack_flush_ms / 1000)
-            self._flush_due.clear()
-            try:
-                await self._flush()
-                if self._outage.down:
-                    self._back()
-            except _CONN as e:
-                self._flush_due.set()
-                await self._lost(e)
-
-    async def _flush(self) -> None:
-        """Progress first (the records still exist), then acks, then dead letters."""
-        async with self._flush_lock:
-            await self._progress.write(self._ops)
-            group = self.settings.group
-            while self._acks:
-                keys, priority, rows = self._acks.take()
-                try:
-                    acked, lost = await self._ops.ack(keys, priority, group, now_ms(), *rows)
-                except BaseException:
-                    self._acks.restore(keys, priority, rows)
-                    raise
-                check_acked(self._log, keys, rows, acked, lost)
-                stream = keys.stream_for(priority)
-                done, retries = rows
-                self._held.difference_update((stream, f.entry_id) for f in done)
-                self._held.difference_update((stream, r.entry_id) for r in retries)
-            while self._burials:
-                burial, job_id = self._burials[0]
-                if not await self._ops.bury(*burial):
-                    log_lease_lost(self._log, job_id)
-                self._burials.pop(0)
-                self._held.discard((burial.entry.stream, burial.entry.id))
-
-    # -- outages and burst -----------------------------------------------------------------
-    async def _lost(self, error: Exception) -> None:
-        log_lost(self._log, self._outage.failed(monotonic_ms()), error)
-        down_ms = monotonic_ms() - (self._outage.down_since_ms or 0)
-        await asyncio.sleep(retry_delay_s(down_ms, self._rng))
-
-    def _back(self) -> None:
-        down_ms = self._outage.succeeded(monotonic_ms())
-        if down_ms is not None:
-            self._log.info("redis.reconnected", pid=os.getpid(), down_ms=down_ms)
-
+    # -- burst -----------------------------------------------------------------------------
     async def _drained(self) -> bool:
         """Burst mode: nothing running or held, and no job queued, pending or due soon."""
         if self._runs or self._ready:
             return False
-        await self._flush()
+        await self._record.flush()
         horizon = now_ms() + self.settings.burst_horizon_ms
         for keys in self.queues:
             stats = await self._ops.stats(keys, self.settings.group)
             if stats.queued or stats.pending or await self._ops.due_before(keys, horizon):
                 return False
         return True
-
-
-def _ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)

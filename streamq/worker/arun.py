@@ -22,9 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from streamq.clock import now_ms
+from streamq.errors import TimeLimitExceeded
 from streamq.job import Envelope
 from streamq.producer.task import Task
 from streamq.store import Entry
+from streamq.worker.slots import Running, Slots
 
 # The loop is reported blocked once it has not ticked for this long.
 BLOCKED_MS = 1000
@@ -87,6 +90,22 @@ class SyncThread:
                 ctypes.c_ulong(self._ident), ctypes.py_object(exc)
             )
 
+    async def run(self, run: Run, limit_ms: int | None) -> Any:
+        """Run a sync task's job on the thread, stopped by TimeLimitExceeded at its limit."""
+        env = run.env
+        loop = asyncio.get_running_loop()
+        timer = (
+            loop.call_later(limit_ms / 1000, self.interrupt, env.id, TimeLimitExceeded)
+            if limit_ms
+            else None
+        )
+        try:
+            return await self.call(env.id, run.task.fn, env.args, env.kwargs)
+        finally:
+            self.forget(env.id)
+            if timer is not None:
+                timer.cancel()
+
     def forget(self, job_id: str) -> None:
         """Drop a stop request for a job that never reached the thread."""
         with self._lock:
@@ -95,6 +114,32 @@ class SyncThread:
     def close(self) -> None:
         """Stop taking work; a task still running is left to finish (or to the process exit)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def call_async(run: Run, limit_ms: int | None) -> Any:
+    """Await an async task's job; past its limit asyncio cancels it: TimeLimitExceeded."""
+    coro = run.task.fn(*run.env.args, **run.env.kwargs)
+    if not limit_ms:
+        return await coro
+    timeout = asyncio.timeout(limit_ms / 1000)
+    try:
+        async with timeout:
+            return await coro
+    except TimeoutError as e:
+        if timeout.expired():  # else the task's own TimeoutError
+            raise TimeLimitExceeded(f"job {run.env.id} ran past its time limit") from e
+        raise
+
+
+def publish(slots: Slots | None, first: int, run: Run, limit_ms: int | None) -> None:
+    """Show a running job in its shared-memory slot, for the supervisor (a cancel needs a
+    tracked job, a time limit a deadline); nothing without a supervisor."""
+    if slots is None or not (run.env.tracked or limit_ms):
+        return
+    env, entry, start = run.env, run.entry, now_ms()
+    deadline = start + limit_ms if limit_ms else 0
+    running = Running(env.id, env.queue, entry.priority, entry.id.decode(), start, deadline)
+    slots.set(first + run.seat, running)
 
 
 class LoopWatchdog:
