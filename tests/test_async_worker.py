@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 import streamq
 from streamq.keys import QueueKeys
 from streamq.settings import WorkerSettings
-from streamq.testing import wait_until
+from streamq.testing import drain, wait_until
 from streamq.worker.aloop import AsyncWorker
 from streamq.worker.slots import Slots
 from tests.helpers import entries
@@ -288,3 +288,17 @@ def test_concurrency_must_be_positive() -> None:
     """A worker with no slots could never run anything: refused at once."""
     with pytest.raises(streamq.ConfigError, match="concurrency"):
         WorkerSettings(concurrency=0)
+
+
+def test_drain_runs_async_tasks_in_process(app: streamq.App, queue: str) -> None:
+    """streamq.testing.drain (a sync in-process worker) awaits async tasks one at a time."""
+
+    @app.task
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return 2 * x
+
+    handle = double.enqueue(21)
+    result_ = drain(app)
+    assert result_.succeeded == 1
+    assert result(handle) == 42

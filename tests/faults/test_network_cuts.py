@@ -142,13 +142,16 @@ def test_cut_longer_than_the_visibility_timeout_runs_nothing_twice(
         env = fault_env(proxy.url, queue, ledger_server.url, vt_s=SHORT_VT_S)
         led = Ledger(ledger_client, queue)
         app = producer_app(sut.url, queue)  # direct: producers are the other test's subject
-        tags = [f"l{i}" for i in range(20 * LONG_CUTS)]
+        # An asyncio pool holds 2 x (concurrency + prefetch) jobs and finishes them all during
+        # a cut: it needs more work, and more done between cuts, to be mid-job at each cut.
+        step, count = (8, 20 * LONG_CUTS) if app_kind == "sync" else (100, 100 * (LONG_CUTS + 1))
+        tags = [f"l{i}" for i in range(count)]
         app.enqueue_many(app.envelope("work", [tag, 200]) for tag in tags)
         with start_pool(env, 2, "--log-jobs", "failures", kind=app_kind) as pool:
             wait_for_workers(pool, 2)
             for i in range(LONG_CUTS):
                 # Both workers are mid-job: each finishes while cut off and cannot ack.
-                wait_until(led.reached(8 * (i + 1)), 30, 0.02, "work flowing")
+                wait_until(led.reached(8 + step * i), 30, 0.02, "work flowing")
                 restored = _cut(proxy, LONG_CUT_S)
             settle_s = settle(accounted(led, app.store, queue, tags), 60)
             settle_or_none(drained(app.store, queue), 30)  # late copies run too
