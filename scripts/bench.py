@@ -59,13 +59,17 @@ SECTIONS = (
     "memory",
     "scaling",
     "metrics",
+    "async",
 )
-BODIES: dict[str, Task[[int], None]] = {
+BODIES: dict[str, Task[[int], Any]] = {
     "noop": bench_tasks.noop,
     "noop_untracked": bench_tasks.noop_untracked,
     "incr": bench_tasks.incr,
     "flaky": bench_tasks.flaky,
+    "anoop": bench_tasks.anoop,  # asyncio pool (impl "async")
+    "asleep": bench_tasks.asleep,
 }
+ASYNC_CONCURRENCY = 100
 POLL_S = 0.002
 DrainKey = tuple[str, str, int, str]  # (impl, body, processes, log_jobs)
 
@@ -91,9 +95,10 @@ class Sizes:
     drain_repeat: int = 3  # drains: best of this many runs per side, round-robin
     schedules: int = 100  # periodic: schedules, every_s=1 each
     periodic_s: float = 10.0  # periodic: seconds of ticks measured
+    async_sleep: int = 2_000  # async: jobs that each await asyncio.sleep(0.05)
 
 
-QUICK = Sizes(2_000, 5_000, 2_000, 10_000, 50, 300, 50, 1.0, 10_000, 2, 1, 100, 4.0)
+QUICK = Sizes(2_000, 5_000, 2_000, 10_000, 50, 300, 50, 1.0, 10_000, 2, 1, 100, 4.0, 2_000)
 UNTRACKED = "noop_untracked"
 METRICS = "streamq+metrics"  # a streamq pool serving /metrics
 
@@ -299,9 +304,13 @@ class Bench:
             script = str(SCRIPTS / "bench_tasks.py")
             return [sys.executable, script, "raw", "--url", self.url, "--processes", str(processes)]
         metrics = ["--metrics-port", str(free_port())] if impl == METRICS else []
+        # impl "async": the app with async tasks, so its processes run the asyncio worker.
+        app, extra = "bench_tasks:app", ()  # type: tuple[str, tuple[str, ...]]
+        if impl == "async":
+            app, extra = ("bench_tasks:async_app", ("--concurrency", str(ASYNC_CONCURRENCY)))
         return [
             *(sys.executable, "-m", "streamq", "--redis-url", self.url, "worker"),
-            *("--app", "bench_tasks:app", "--group", bench_tasks.GROUP),
+            *("--app", app, "--group", bench_tasks.GROUP, *extra),
             *("--queue", bench_tasks.QUEUE, "--processes", str(processes), "--log-jobs", log_jobs),
             *metrics,
         ]
@@ -355,7 +364,13 @@ class Bench:
     def drain_once(self, impl: str, body: str, processes: int, log_jobs: str) -> Drain:
         """Fill the queue (marker first), start the pool, time first start to empty."""
         noop = self.sizes.drain_noop
-        n = {"flaky": self.sizes.retry, "noop": noop, UNTRACKED: noop}.get(body, self.sizes.drain)
+        n = {
+            "flaky": self.sizes.retry,
+            "noop": noop,
+            UNTRACKED: noop,
+            "anoop": noop,
+            "asleep": self.sizes.async_sleep,
+        }.get(body, self.sizes.drain)
         self.reset()
         self.fill(self.envelopes(body, n))
         cpu0 = self.redis_cpu_s()
@@ -383,8 +398,9 @@ class Bench:
         key = (body, n)
         if key not in self._envelopes:
             task = BODIES[body]
+            marker = bench_tasks.amark if task.app is bench_tasks.async_app else bench_tasks.mark
             self._envelopes[key] = [
-                bench_tasks.mark.prepare(0),
+                marker.prepare(0),
                 *(task.prepare(i) for i in range(n)),
             ]
         return self._envelopes[key]
@@ -736,6 +752,30 @@ class Bench:
                 Target("abs", "<=", 10, "%"), f"vs after a 1,000-job warm-up; {detail}"),
             Row("Redis used_memory per queued job", per_job["noop"], "B", None, None,
                 f"{n:,} no-op jobs; track=False: {per_job[UNTRACKED]:,.0f} B; {payload_sizes()}"),
+        ]  # fmt: skip
+
+    def section_async(self) -> list[Row]:
+        """The asyncio worker: 50 ms sleeps at concurrency 100, and its no-op drain."""
+        self.measure(
+            [
+                ("async", "asleep", 1, "failures"),
+                ("async", "anoop", 1, "failures"),
+                ("raw", "noop", 1, "failures"),
+            ]
+        )
+        sleep = self.drain("async", "asleep", 1)
+        noop = self.drain("async", "anoop", 1)
+        raw = self.drain("raw", "noop", 1)
+        ceiling = ASYNC_CONCURRENCY / bench_tasks.ASYNC_SLEEP_S
+        return [
+            Row(f"async drain, {sleep.jobs:,} x sleep 50 ms, concurrency {ASYNC_CONCURRENCY}",
+                sleep.jobs_per_s, "jobs/s", None, Target("value", ">=", 1500, "jobs/s"),
+                f"1 process; the sleep-bound ceiling is {ceiling:,.0f}/s; runs "
+                f"{', '.join(f'{r:,.0f}' for r in sleep.runs)}"),
+            Row("async drain no-op, 1 process", noop.jobs_per_s, "jobs/s", raw.jobs_per_s,
+                Target("ratio", ">=", 0.40),
+                f"async def no-op, concurrency {ASYNC_CONCURRENCY}, vs the raw loop calling the "
+                f"sync no-op; {drain_note(noop, raw)}"),
         ]  # fmt: skip
 
     def section_scaling(self) -> list[Row]:

@@ -9,6 +9,7 @@ else, calling the very functions registered below, so both sides pay the same ta
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -39,12 +40,12 @@ app = streamq.App("redis://127.0.0.1:1/0", AppSettings(default_queue=QUEUE))
 _side: dict[tuple[int, str], redis.Redis] = {}
 
 
-def side() -> redis.Redis:
+def side(url: str | None = None) -> redis.Redis:
     """The task's own connection (one per process), as a real job has its own database client."""
-    key = (os.getpid(), app.redis_url)
+    key = (os.getpid(), url or app.redis_url)
     client = _side.get(key)
     if client is None:
-        client = _side[key] = redis.Redis.from_url(app.redis_url)
+        client = _side[key] = redis.Redis.from_url(key[1])
     return client
 
 
@@ -82,6 +83,29 @@ def flaky(i: int) -> None:
     """Fails its first run and succeeds its second, each with one Redis write like ``incr``."""
     if side().hincrby(RETRY_KEY, str(i), 1) == 1:
         raise RuntimeError("planned first failure")
+
+
+# The asyncio worker's bodies live in an app of their own: an app with any async task runs
+# asyncio workers, which must not change the sync figures above.
+async_app = streamq.App("redis://127.0.0.1:1/0", AppSettings(default_queue=QUEUE))
+ASYNC_SLEEP_S = 0.05
+
+
+@async_app.task(name="amark")
+async def amark(i: int) -> None:
+    """``mark`` for the asyncio pool (a quick blocking SET: it runs once per drain)."""
+    side(async_app.redis_url).set(T0_KEY, repr(time.time()), nx=True)
+
+
+@async_app.task(name="anoop")
+async def anoop(i: int) -> None:
+    """An async task that does nothing: the asyncio worker's own cost per job."""
+
+
+@async_app.task(name="asleep")
+async def asleep(i: int) -> None:
+    """Waits 50 ms without blocking the loop: concurrency, not CPU, bounds the rate."""
+    await asyncio.sleep(ASYNC_SLEEP_S)
 
 
 def raw_consume(url: str, consumer: str, block: bool) -> int:

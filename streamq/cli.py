@@ -60,6 +60,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         burst=args.burst,
         log_jobs=args.log_jobs,
         log_args=args.log_args,
+        concurrency=args.concurrency,
     )
     pool = PoolSettings(
         processes=args.processes, grace_s=args.grace_s, metrics_port=args.metrics_port
@@ -291,6 +292,12 @@ def _add_worker(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     w.add_argument("--processes", type=int, default=os.cpu_count() or 2)
     w.add_argument("--grace-s", type=float, default=30.0, help="drain time on SIGTERM")
     w.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    w.add_argument(
+        "--concurrency",
+        type=int,
+        default=WorkerSettings().concurrency,
+        help="async tasks each process runs at once (apps with async tasks)",
+    )
     w.add_argument("--log-jobs", choices=("all", "failures"), default="all")
     w.add_argument(
         "--log-args", action="store_true", help="include task arguments in job lines (off: PII)"

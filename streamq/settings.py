@@ -136,8 +136,16 @@ class WorkerSettings:
     # low instead pick the level served first in proportion, so low work is never starved.
     priority_weights: tuple[int, int, int] | None = None
     cancel_grace_s: float = 2.0
+    # Async tasks a process runs at once (apps with async tasks; see docs/async-workers.md),
+    # and how many entries past its free slots it may hold (None: a tenth, at least one).
+    concurrency: int = 10
+    prefetch: int | None = None
 
     def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.prefetch is not None and self.prefetch < 0:
+            raise ConfigError(f"prefetch must be >= 0, got {self.prefetch}")
         if not self.queues:
             raise ConfigError("a worker needs at least one queue")
         if self.block_ms < 1 or self.max_batch < 1:
@@ -151,3 +159,8 @@ class WorkerSettings:
             )
         if self.cancel_grace_s <= 0:
             raise ConfigError("cancel_grace_s must be positive")
+
+    @property
+    def read_ahead(self) -> int:
+        """Entries an asyncio worker may hold past its free slots (the prefetch)."""
+        return self.prefetch if self.prefetch is not None else max(1, self.concurrency // 10)

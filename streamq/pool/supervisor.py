@@ -21,7 +21,7 @@ from streamq.errors import RedisSetupError
 from streamq.keys import QueueKeys
 from streamq.ops.doctor import diagnose
 from streamq.ops.metrics import PoolMetrics
-from streamq.pool.child import child_main
+from streamq.pool.child import child_main, uses_asyncio
 from streamq.pool.codes import (  # re-exported: the CLI and scripts import them from here
     EXIT_ERROR,
     EXIT_FORCED,
@@ -94,7 +94,10 @@ class Supervisor:
         self.children: dict[int, _Child] = {}
         self.state = _State()
         self.queues = [QueueKeys(q) for q in worker.queues]
-        self.slots = Slots(pool.processes)
+        # One shared-memory slot per job a child runs at once: an asyncio child runs up to
+        # `concurrency`, a sync child one.
+        self.per_child = worker.concurrency if uses_asyncio(app) else 1
+        self.slots = Slots(pool.processes * self.per_child)
         self._log = log.bind(group=worker.group, pid=os.getpid())
         self._guard = Guard(self._log, lambda e: self._refused(str(e), cause=e.cause))
         self._metrics: PoolMetrics | None = None
@@ -209,7 +212,7 @@ class Supervisor:
             if now >= next_watch:
                 self._guard(
                     "watch",
-                    lambda: watch.check((c.slot, c.pid) for c in list(self.children.values())),
+                    lambda: watch.check(self._running_slots()),
                     None,
                 )
                 next_watch = now + 0.1
@@ -300,14 +303,25 @@ class Supervisor:
                 os.kill(pid, sig)
 
     # -- children --------------------------------------------------------------------------
+    def _running_slots(self) -> list[tuple[int, int]]:
+        """(shared-memory slot, pid) of every slot of every live child."""
+        n = self.per_child
+        return [(c.slot * n + i, c.pid) for c in list(self.children.values()) for i in range(n)]
+
     def _spawn(self, slot: int) -> None:
         consumer = consumer_name() + f":{slot}"
-        self.slots.clear(slot)
+        first = slot * self.per_child
+        for i in range(first, first + self.per_child):
+            self.slots.clear(i)
+        # A child cancels (and hands back) jobs still running a little before we SIGKILL it.
+        grace_s = max(0.0, self.pool.grace_s - min(2.0, self.pool.grace_s / 5))
         pid = os.fork()
         if pid == 0:  # child
             metrics = self._metrics is not None
             os._exit(
-                child_main(self.app, self.worker_settings, consumer, self.slots, slot, metrics)
+                child_main(
+                    self.app, self.worker_settings, consumer, self.slots, first, metrics, grace_s
+                )
             )
         self.children[pid] = _Child(slot, pid, consumer, time.monotonic())
         self._log.info("worker.spawned", slot=slot, child_pid=pid, consumer=consumer)

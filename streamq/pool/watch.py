@@ -99,15 +99,13 @@ class JobWatch:
                 "job.cancelled", **job_fields(env), outcome="cancelled", running=True, killed=True
             )
             return
-        outcomes = Outcomes(
-            self.app, store, self.settings.group, f"supervisor:{os.getpid()}", self.log
-        )
+        outcomes = Outcomes(self.app, self.settings.group, f"supervisor:{os.getpid()}", self.log)
         exc = TimeLimitExceeded(f"job {env.id} ran past its time limit and was killed")
         outcome = outcomes.failed(entry, env, exc, float(now_ms() - run.started_ms))
         if isinstance(outcome, Retrying):
             store.ack(keys, entry.priority, self.settings.group, now_ms(), [], [outcome.row()])
         else:
-            outcome()
+            store.bury(*outcome)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -12,6 +12,7 @@ from streamq import codec
 from streamq.errors import DecodeError
 from streamq.job import Envelope
 from streamq.keys import PRIORITY_LEVELS
+from streamq.settings import TaskOptions
 from streamq.store import Entry
 
 Item = tuple[Entry, Envelope | DecodeError]
@@ -53,3 +54,21 @@ def next_count(handled: int, elapsed_s: float, target_ms: float, max_batch: int,
         return now
     per_job_ms = max(elapsed_s * 1000 / handled, 0.001)
     return max(1, min(max_batch, int(target_ms / per_job_ms)))
+
+
+def time_limit_ms(env: Envelope, opts: TaskOptions) -> int | None:
+    """A run's time limit: the job's own (set at enqueue), else its task's; None for none."""
+    if env.timeout_ms is not None:
+        return env.timeout_ms
+    return int(opts.timeout_s * 1000) if opts.timeout_s else None
+
+
+def read_room(concurrency: int, prefetch: int, running: int, waiting: int) -> int:
+    """How many entries an asyncio worker may read now: free slots plus the prefetch, less
+    what it already holds (running or waiting for a slot)."""
+    return max(0, concurrency + prefetch - running - waiting)
+
+
+def entry_s(entry_id: bytes) -> float:
+    """When an entry entered its stream (its id's millisecond part), in epoch seconds."""
+    return int(entry_id[: entry_id.index(b"-")]) / 1000

@@ -6,6 +6,8 @@ outages. Supervision (processes, signals, restarts) lives in :mod:`streamq.pool.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import random
 import signal
@@ -32,10 +34,25 @@ from streamq.outage import Outage
 from streamq.policy import result_bytes
 from streamq.producer.app import App
 from streamq.producer.context import Progress, _current
-from streamq.scripts import Finished, RetryRow
 from streamq.settings import WorkerSettings
 from streamq.store import Entry, Store
-from streamq.worker.batch import Item, decode_all, next_count, weighted_order
+from streamq.worker.acks import (
+    AckBuffer,
+    check_acked,
+    log_finished,
+    log_lease_lost,
+    log_lost,
+    log_skipped,
+    retry_delay_s,
+)
+from streamq.worker.batch import (
+    Item,
+    decode_all,
+    entry_s,
+    next_count,
+    time_limit_ms,
+    weighted_order,
+)
 from streamq.worker.middleware import (
     CANCELLED,
     DEAD,
@@ -46,7 +63,7 @@ from streamq.worker.middleware import (
     run_start_hooks,
     run_stop_hooks,
 )
-from streamq.worker.outcomes import Op, Outcomes, Retrying, job_fields, reseed
+from streamq.worker.outcomes import Burial, Outcomes, Retrying, reseed
 from streamq.worker.slots import Running, Slots
 
 log = structlog.get_logger("streamq.worker")
@@ -67,11 +84,16 @@ def claim_queue(store: Store, keys: QueueKeys, group: str) -> None:
     """
     others = store.ensure_group(keys, group)
     if others:
-        raise ConfigError(
-            f"queue {keys.queue!r} already has consumer group(s) {others}; streamq deletes "
-            f"entries once processed, so each queue serves one group. Use that group, or "
-            f"remove it with XGROUP DESTROY {keys.stream} <group> if it is stale."
-        )
+        raise group_taken(keys, others)
+
+
+def group_taken(keys: QueueKeys, others: list[str]) -> ConfigError:
+    """The error for a queue another consumer group serves (nothing was created)."""
+    return ConfigError(
+        f"queue {keys.queue!r} already has consumer group(s) {others}; streamq deletes "
+        f"entries once processed, so each queue serves one group. Use that group, or "
+        f"remove it with XGROUP DESTROY {keys.stream} <group> if it is stale."
+    )
 
 
 def consumer_name() -> str:
@@ -116,10 +138,10 @@ class Worker:
         self._count = 1
         # Outcomes waiting for the next flush, per stream: finished entries, and failed
         # ones' next attempts (both written by one ack script call).
-        self._acks: dict[tuple[QueueKeys, int], tuple[list[Finished], list[RetryRow]]] = {}
+        self._acks = AckBuffer()
         self._buffer: deque[Item] = deque()
         self._recover = False
-        self._deferred: list[Op] = []
+        self._deferred: list[tuple[Burial, str | None]] = []
         self._last_flush = 0.0
         self._last_check = 0.0
         self._last_job_s = 0.0
@@ -148,7 +170,6 @@ class Worker:
         if self._outcomes is None:
             self._outcomes = Outcomes(
                 self.app,
-                self.store,
                 self.settings.group,
                 self.consumer,
                 self._log,
@@ -329,12 +350,7 @@ class Worker:
         self._skipped += len(skipped)
         for e, env in jobs:
             if e.id in skipped:
-                self._log.info(
-                    "job.cancelled",
-                    **job_fields(env, self.settings.log_args),
-                    outcome="cancelled",
-                    running=False,
-                )
+                log_skipped(self._log, env, self.settings)
                 self._settled(CANCELLED, e, env, None, None, hook=False)
         return [item for item in items if item[0].id not in skipped]
 
@@ -375,9 +391,7 @@ class Worker:
         """Run one job's task and record its outcome."""
         task = self.app.tasks[env.task]
         opts = task.options
-        timeout_ms = env.timeout_ms
-        if timeout_ms is None and opts.timeout_s:
-            timeout_ms = int(opts.timeout_s * 1000)
+        timeout_ms = time_limit_ms(env, opts)
         if self._chain is not None:
             self._chain.before(env)
         started = time.perf_counter()
@@ -405,6 +419,10 @@ class Worker:
             signal.setitimer(signal.ITIMER_REAL, timeout_ms / 1000)
         try:
             value = task.fn(*env.args, **env.kwargs)
+            if inspect.iscoroutine(value):
+                # An async task in a sync worker (in-process runs, streamq.testing.drain): one
+                # at a time, on a loop of its own. Pools run async tasks in worker/aloop.py.
+                value = asyncio.run(value)
         except (Exception, TimeLimitExceeded, Cancelled) as exc:  # noqa: BLE001 - recorded
             error = exc
         finally:
@@ -432,12 +450,7 @@ class Worker:
 
     def _unrunnable(self, entry: Entry, env: Envelope | DecodeError) -> None:
         """Dead-letter an entry that cannot run: undecodable, or for a task we do not know."""
-        if isinstance(env, DecodeError):
-            bury = self.outcomes.bury_raw(entry, env.reason, str(env), env.job_id, env.task)
-            self._record(bury, env.job_id or None)
-        else:
-            msg = f"no task named {env.task!r}"
-            self._record(self.outcomes.bury(entry, env, "unknown_task", None, 0.0, msg), env.id)
+        self._record(*self.outcomes.unrunnable(entry, env))
         self._settled(DEAD, entry, env if isinstance(env, Envelope) else None, None, None)
 
     def _failed(self, entry: Entry, env: Envelope, exc: BaseException, started: float) -> None:
@@ -447,7 +460,7 @@ class Worker:
             self._record(outcome, env.id)
             self._settled(DEAD, entry, env, exc, started)
             return
-        self._pending(entry)[1].append(outcome.row())
+        self._acks.retry(entry, outcome.row())
         self._settled(RETRYING, entry, env, exc, started)
 
     def _finish(
@@ -460,23 +473,8 @@ class Worker:
         started: float,
         error: BaseException | None = None,
     ) -> None:
-        job_key = entry.keys.job(env.id) if env.tracked else ""
-        self._pending(entry)[0].append(Finished(entry.id, job_key, env.id, state, result, ttl_ms))
-        if state == CANCELLED:
-            self._log.info(
-                "job.cancelled",
-                **job_fields(env, self.settings.log_args),
-                duration_ms=_ms_since(started),
-                outcome="cancelled",
-                running=True,
-            )
-        elif self.settings.log_jobs == "all":
-            self._log.info(
-                "job.succeeded",
-                **job_fields(env, self.settings.log_args),
-                duration_ms=_ms_since(started),
-                outcome="succeeded",
-            )
+        self._acks.finished(entry, env, state, result, ttl_ms)
+        log_finished(self._log, env, state, _ms_since(started), self.settings)
         self._settled(state, entry, env, error, started)
 
     def _settled(
@@ -499,27 +497,16 @@ class Worker:
         if self._chain is None or env is None:
             return
         duration_s = 0.0 if started is None else time.perf_counter() - started
-        wait_s = time.time() - duration_s - _entry_s(entry.id)
+        wait_s = time.time() - duration_s - entry_s(entry.id)
         self._chain.after(
             env, Outcome(state, exc, duration_s, max(wait_s, 0.0), started is not None)
         )
 
     # -- recording -------------------------------------------------------------------------
-    def _record(self, op: Op, job_id: str | None = None) -> None:
-        """Run an outcome write now; it stays queued for after reconnecting if Redis is away."""
-        self._deferred.append(lambda: op() or self._lease_lost(job_id))
+    def _record(self, burial: Burial, job_id: str | None = None) -> None:
+        """Write a dead letter now; it stays queued for after reconnecting if Redis is away."""
+        self._deferred.append((burial, job_id))
         self._run_deferred()
-
-    def _lease_lost(self, job_id: str | None) -> bool:
-        self._log.warning(
-            "job.lease_lost",
-            job_id=job_id,
-            message="entry was reclaimed while running; the reclaimed copy decides the outcome",
-        )
-        return False
-
-    def _pending(self, entry: Entry) -> tuple[list[Finished], list[RetryRow]]:
-        return self._acks.setdefault((entry.keys, entry.priority), ([], []))
 
     def _flush(self) -> None:
         """Record finished and failed entries: one script call per stream.
@@ -530,22 +517,21 @@ class Worker:
         if self._progress is not None:
             self._progress.flush()
         while self._acks:
-            (keys, priority), (done, retries) = next(iter(self._acks.items()))
-            # Removed only after Redis took them: an outage keeps them for the retry.
-            acked, lost = self.store.ack(
-                keys, priority, self.settings.group, now_ms(), done, retries
-            )
-            del self._acks[keys, priority]
-            if acked < len(done) or lost:
-                self._log.warning(
-                    "job.lease_lost", queue=keys.queue, count=len(done) - acked + lost
-                )
+            keys, priority, rows = self._acks.take()
+            try:
+                acked, lost = self.store.ack(keys, priority, self.settings.group, now_ms(), *rows)
+            except BaseException:
+                self._acks.restore(keys, priority, rows)  # an outage keeps them for the retry
+                raise
+            check_acked(self._log, keys, rows, acked, lost)
 
     def _run_deferred(self) -> None:
         """Flush successes, then outcome writes, oldest first; each leaves only once done."""
         self._flush()
         while self._deferred:
-            self._deferred[0]()
+            burial, job_id = self._deferred[0]
+            if not self.store.bury(*burial):
+                log_lease_lost(self._log, job_id)
             self._deferred.pop(0)
 
     # -- outages and burst -----------------------------------------------------------------
@@ -562,18 +548,9 @@ class Worker:
     def _lost(self, error: Exception) -> None:
         """Log the loss of Redis (then a reminder at most every 10 s), and back off with
         jitter before the next try."""
-        notice = self._outage.failed(monotonic_ms())
-        if notice is not None:
-            self._log.log(
-                40 if notice.first else 30,
-                "redis.connection_lost",
-                pid=os.getpid(),
-                error_message=str(error),
-                down_ms=notice.down_ms,
-                failures=notice.failures,
-            )
-        down_s = (monotonic_ms() - (self._outage.down_since_ms or 0)) / 1000
-        delay = min(2.0, 0.05 * 2 ** min(down_s, 10)) * (0.5 + self._rng.random() / 2)
+        log_lost(self._log, self._outage.failed(monotonic_ms()), error)
+        down_ms = monotonic_ms() - (self._outage.down_since_ms or 0)
+        delay = retry_delay_s(down_ms, self._rng)
         deadline = time.monotonic() + delay
         while not self._stopping and time.monotonic() < deadline:
             time.sleep(min(0.05, delay))
@@ -588,11 +565,6 @@ class Worker:
         atomic count per queue: a job moving between two reads must not escape both)."""
         horizon = now_ms() + self.settings.burst_horizon_ms
         return not any(self.store.busy(keys, horizon) for keys in self.queues)
-
-
-def _entry_s(entry_id: bytes) -> float:
-    """When an entry entered its stream (its id's millisecond part), in epoch seconds."""
-    return int(entry_id[: entry_id.index(b"-")]) / 1000
 
 
 def _ms_since(start: float) -> float:

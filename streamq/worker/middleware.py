@@ -196,3 +196,37 @@ def run_stop_hooks(hooks: Sequence[Hook]) -> None:
                 error_message=str(e),
                 exc_info=e,
             )
+
+
+async def _arun_hook(hook: Hook) -> None:
+    result = hook()
+    if inspect.iscoroutine(result):
+        await result
+
+
+async def arun_start_hooks(hooks: Sequence[Hook]) -> None:
+    """:func:`run_start_hooks` on the asyncio worker's loop: async hooks are awaited there.
+
+    Raises:
+        WorkerStartFailed: a hook raised; the rest do not run and no job should.
+    """
+    for hook in hooks:
+        try:
+            await _arun_hook(hook)
+        except Exception as e:
+            raise WorkerStartFailed(hook_name(hook), e) from e
+
+
+async def arun_stop_hooks(hooks: Sequence[Hook]) -> None:
+    """:func:`run_stop_hooks` on the asyncio worker's loop."""
+    for hook in hooks:
+        try:
+            await _arun_hook(hook)
+        except Exception as e:  # stopping goes on; the line says what failed
+            log.error(
+                "worker.stop_hook_failed",
+                hook=hook_name(hook),
+                error_type=type(e).__name__,
+                error_message=str(e),
+                exc_info=e,
+            )

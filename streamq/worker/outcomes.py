@@ -1,28 +1,42 @@
 """How a failed or unrunnable job is recorded: retried later, or buried with a reason.
 
-Shared by the worker (for jobs it ran) and the supervisor (for a job whose process it had to
-kill), so both follow one policy. Each method logs the canonical line and returns the Redis
-write as a callable, which the caller runs now or after Redis comes back.
+Shared by the sync and asyncio workers (for jobs they ran) and the supervisor (for a job whose
+process it had to kill), so all follow one policy. Each method logs the canonical line and
+returns the Redis write as data (:class:`Burial`, :class:`Retrying`), which the caller sends
+through its own store, blocking or awaitable, now or after Redis comes back.
 """
 
 from __future__ import annotations
 
 import random
 import traceback
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import msgpack
 
 from streamq.clock import now_ms
+from streamq.errors import DecodeError
 from streamq.job import Envelope
 from streamq.policy import Bury, on_failure
 from streamq.producer.app import App
 from streamq.scripts import RetryRow
 from streamq.settings import DEFAULT_RECORD_TTL_MS
-from streamq.store import Entry, Store
+from streamq.store import Entry
 
-Op = Callable[[], bool]
+
+class Burial(NamedTuple):
+    """A dead-letter write: the arguments of the store's ``bury`` verb, in its order.
+
+    ``store.bury(*burial)`` (or ``await astore.bury(*burial)``) returns False when the entry
+    was no longer ours (reclaimed while it ran).
+    """
+
+    entry: Entry
+    group: str
+    job_id: str
+    now_ms: int
+    ttl_ms: int
+    fields: dict[str, Any]
 
 
 class Retrying(NamedTuple):
@@ -90,21 +104,20 @@ def error_fields(exc: BaseException | None, full: bool = True) -> dict[str, str]
 
 
 class Outcomes:
-    """Failure policy of one App, writing through ``store`` as ``consumer`` of ``group``."""
+    """Failure policy of one App, for ``consumer`` of ``group``."""
 
     def __init__(
-        self, app: App, store: Store, group: str, consumer: str, log: Any, log_args: bool = False
+        self, app: App, group: str, consumer: str, log: Any, log_args: bool = False
     ) -> None:
         self.log_args = log_args
         self.app = app
-        self.store = store
         self.group = group
         self.consumer = consumer
         self.log = log
 
     def failed(
         self, entry: Entry, env: Envelope, exc: BaseException, duration_ms: float
-    ) -> Op | Retrying:
+    ) -> Burial | Retrying:
         """A run that raised: retry with backoff while attempts remain, else bury."""
         opts = self.app.tasks[env.task].options
         verdict = on_failure(env, opts, exc, self.app.settings.max_payload_bytes, _rng)
@@ -140,7 +153,7 @@ class Outcomes:
         exc: BaseException | None,
         duration_ms: float,
         message: str = "",
-    ) -> Op:
+    ) -> Burial:
         """Move a decodable job to the dead-letter stream with ``reason``."""
         err = error_fields(exc) if exc else {"error_type": "", "error_message": message}
         now = now_ms()
@@ -166,11 +179,11 @@ class Outcomes:
             reason=reason,
             **err,
         )
-        return lambda: self.store.bury(entry, self.group, env.id, now, ttl, fields)
+        return Burial(entry, self.group, env.id, now, ttl, fields)
 
     def bury_raw(
         self, entry: Entry, reason: str, message: str, job_id: str = "", task: str = ""
-    ) -> Op:
+    ) -> Burial:
         """Dead-letter an entry we cannot run, keeping its bytes as they were.
 
         With ``job_id`` (the bytes still name the job, e.g. an out-of-range option) its
@@ -204,4 +217,15 @@ class Outcomes:
             error_message=message,
             payload_bytes=len(raw),
         )
-        return lambda: self.store.bury(entry, self.group, job_id, now, ttl, fields)
+        return Burial(entry, self.group, job_id, now, ttl, fields)
+
+    def unrunnable(self, entry: Entry, env: Envelope | DecodeError) -> tuple[Burial, str | None]:
+        """Dead-letter an entry no worker can run: undecodable, or for a task we do not know.
+
+        Returns the write and the job id it concerns (None for bytes naming no job).
+        """
+        if isinstance(env, DecodeError):
+            burial = self.bury_raw(entry, env.reason, str(env), env.job_id, env.task)
+            return burial, env.job_id or None
+        msg = f"no task named {env.task!r}"
+        return self.bury(entry, env, "unknown_task", None, 0.0, msg), env.id

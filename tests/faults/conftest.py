@@ -43,6 +43,13 @@ def server_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
+@pytest.fixture(params=("sync", "async"))
+def app_kind(request: pytest.FixtureRequest) -> str:
+    """Which fault app the pools run: sync tasks, or async tasks on asyncio workers."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture
 def report(request: pytest.FixtureRequest) -> Callable[[Row], None]:
     """Record a scenario's summary row for the table printed at the end of the run."""

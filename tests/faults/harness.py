@@ -50,9 +50,22 @@ def fault_env(redis_url: str, queue: str, ledger_url: str, **settings: object) -
     return env
 
 
-def start_pool(env: dict[str, str], processes: int, *args: str) -> Pool:
+# The fault app's task bodies: sync (tests/faults/app.py) or async (async_app.py, run by
+# asyncio workers at ASYNC_CONCURRENCY jobs per process).
+APP_KINDS = {"sync": FAULT_APP, "async": "tests.faults.async_app:app"}
+ASYNC_CONCURRENCY = 20
+
+
+def start_pool(env: dict[str, str], processes: int, *args: str, kind: str = "sync") -> Pool:
     """A supervised pool running the fault app (a later ``--app`` wins in argparse)."""
-    return Pool(env, ["--app", FAULT_APP, "--grace-s", "10", *args], processes=processes)
+    extra = ["--concurrency", str(ASYNC_CONCURRENCY)] if kind == "async" else []
+    argv = ["--app", APP_KINDS[kind], "--grace-s", "10", *extra, *args]
+    return Pool(env, argv, processes=processes)
+
+
+def scenario(name: str, kind: str) -> str:
+    """The summary table's scenario label: the async runs are marked."""
+    return f"{name} (async x{ASYNC_CONCURRENCY})" if kind == "async" else name
 
 
 def events(pool: Pool, name: str | None = None) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from tests.faults.harness import (
     new_queue,
     producer_app,
     residue,
+    scenario,
     settle,
     settle_or_none,
     start_pool,
@@ -56,6 +57,7 @@ def test_network_cuts_lose_nothing(
     ledger_server: RedisServer,
     ledger_client: redis.Redis,
     report: Callable[[Row], None],
+    app_kind: str,
 ) -> None:
     """Workers recover from cuts on their own; enqueues during a cut raise EnqueueError."""
     t0 = time.monotonic()
@@ -66,7 +68,7 @@ def test_network_cuts_lose_nothing(
         led = Ledger(ledger_client, queue)
         app = producer_app(proxy.url, queue)
         direct = producer_app(sut.url, queue)  # the test's own view, never cut
-        with start_pool(env, 2, "--log-jobs", "failures") as pool:
+        with start_pool(env, 2, "--log-jobs", "failures", kind=app_kind) as pool:
             wait_for_workers(pool, 2)
             producer = Producer(app, "n", ms=5, rate_per_s=150).start()
             resumed, settles = [], []
@@ -99,7 +101,7 @@ def test_network_cuts_lose_nothing(
         direct.client().close()
     report(
         Row(
-            "3 network cuts",
+            scenario("3 network cuts", app_kind),
             server_kind,
             t.jobs,
             t.once,
@@ -131,6 +133,7 @@ def test_cut_longer_than_the_visibility_timeout_runs_nothing_twice(
     ledger_server: RedisServer,
     ledger_client: redis.Redis,
     report: Callable[[Row], None],
+    app_kind: str,
 ) -> None:
     """Leases lapse for all during a long cut, yet a live worker's finished jobs run only once."""
     t0 = time.monotonic()
@@ -139,13 +142,16 @@ def test_cut_longer_than_the_visibility_timeout_runs_nothing_twice(
         env = fault_env(proxy.url, queue, ledger_server.url, vt_s=SHORT_VT_S)
         led = Ledger(ledger_client, queue)
         app = producer_app(sut.url, queue)  # direct: producers are the other test's subject
-        tags = [f"l{i}" for i in range(20 * LONG_CUTS)]
+        # An asyncio pool holds 2 x (concurrency + prefetch) jobs and finishes them all during
+        # a cut: it needs more work, and more done between cuts, to be mid-job at each cut.
+        step, count = (8, 20 * LONG_CUTS) if app_kind == "sync" else (100, 100 * (LONG_CUTS + 1))
+        tags = [f"l{i}" for i in range(count)]
         app.enqueue_many(app.envelope("work", [tag, 200]) for tag in tags)
-        with start_pool(env, 2, "--log-jobs", "failures") as pool:
+        with start_pool(env, 2, "--log-jobs", "failures", kind=app_kind) as pool:
             wait_for_workers(pool, 2)
             for i in range(LONG_CUTS):
                 # Both workers are mid-job: each finishes while cut off and cannot ack.
-                wait_until(led.reached(8 * (i + 1)), 30, 0.02, "work flowing")
+                wait_until(led.reached(8 + step * i), 30, 0.02, "work flowing")
                 restored = _cut(proxy, LONG_CUT_S)
             settle_s = settle(accounted(led, app.store, queue, tags), 60)
             settle_or_none(drained(app.store, queue), 30)  # late copies run too
@@ -161,7 +167,7 @@ def test_cut_longer_than_the_visibility_timeout_runs_nothing_twice(
         app.client().close()
     report(
         Row(
-            "3b cuts > visibility timeout",
+            scenario("3b cuts > visibility timeout", app_kind),
             server_kind,
             t.jobs,
             t.once,

@@ -18,6 +18,7 @@ from tests.faults.harness import (
     fault_env,
     new_queue,
     producer_app,
+    scenario,
     server_label,
     settle,
     settle_or_none,
@@ -32,7 +33,10 @@ JOB_MS = 500
 
 @pytest.mark.slow
 def test_rolling_restart_drains_in_flight_jobs(
-    ledger_server: RedisServer, ledger_client: redis.Redis, report: Callable[[Row], None]
+    ledger_server: RedisServer,
+    ledger_client: redis.Redis,
+    report: Callable[[Row], None],
+    app_kind: str,
 ) -> None:
     """SIGTERM lets every job in hand finish and hands back the rest: none lost, none rerun."""
     t0 = time.monotonic()
@@ -42,14 +46,17 @@ def test_rolling_restart_drains_in_flight_jobs(
         led = Ledger(ledger_client, queue)
         app = producer_app(sut.url, queue)
         stack.callback(app.client().close)
-        tags = [f"r{i}" for i in range(40)]
+        # Enough jobs that each pool still holds running ones when it is told to stop: an
+        # asyncio pool runs 3 x ASYNC_CONCURRENCY at once.
+        tags = [f"r{i}" for i in range(40 if app_kind == "sync" else 1000)]
         app.enqueue_many(app.envelope("work", [tag, JOB_MS]) for tag in tags)
-        pool = stack.enter_context(start_pool(env, 3))
+        pool = stack.enter_context(start_pool(env, 3, kind=app_kind))
         wait_for_workers(pool, 3)
         drains, in_flight = [], []
         for roll in range(2):
-            wait_until(led.reached(6 * (roll + 1)), 20, 0.02, "jobs done")
-            new = stack.enter_context(start_pool(env, 3))
+            step = 6 if app_kind == "sync" else len(tags) // 4  # async: 60 run at once
+            wait_until(led.reached(step * (roll + 1)), 20, 0.02, "jobs done")
+            new = stack.enter_context(start_pool(env, 3, kind=app_kind))
             wait_for_workers(new, 3)
             # Entries the old pool's workers hold right now (the job in hand, any prefetched).
             mine = {e["consumer"] for e in events(pool, "worker.spawned")}
@@ -70,7 +77,7 @@ def test_rolling_restart_drains_in_flight_jobs(
         stats = app.store.stats(QueueKeys(queue), "default")
     report(
         Row(
-            "4 SIGTERM rolling restart",
+            scenario("4 SIGTERM rolling restart", app_kind),
             server_label(sut.binary),
             t.jobs,
             t.once,
