@@ -95,3 +95,15 @@ def check(reply: Any) -> Any:
     if refused(reply):
         raise reply
     return reply
+
+
+def drive(plan: Plan[T], send: Callable[[Batch], list[Any]]) -> T:
+    """Run ``plan`` to its result, sending each batch with ``send`` (a blocking executor's
+    loop; the asyncio executor has the same loop with ``await``)."""
+    try:
+        batch = next(plan)
+        while True:
+            batch = plan.send(send(batch))
+    except StopIteration as stop:
+        result: T = stop.value
+        return result

@@ -19,7 +19,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
-from streamq.plan import Batch, Op, Plan
+from streamq.plan import Batch, Op, Plan, drive
 from streamq.scripts import SCRIPT_NAMES, source
 from streamq.store.node import judge, wrapped
 
@@ -40,13 +40,7 @@ class ClusterExecutor:
     def run(self, plan: Plan[T], what: str) -> T:
         """Drive ``plan`` to its result; ``what`` prefixes any error ("enqueue failed")."""
         with wrapped(what):
-            try:
-                batch = next(plan)
-                while True:
-                    batch = plan.send(self._send(batch, what))
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
+            return drive(plan, lambda batch: self._send(batch, what))
 
     def _send(self, batch: Batch, what: str) -> list[Any]:
         replies: list[Any] = []

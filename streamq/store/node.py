@@ -31,7 +31,7 @@ from streamq.errors import (
     StreamqError,
 )
 from streamq.keys import QueueKeys
-from streamq.plan import Batch, Op, Plan
+from streamq.plan import Batch, Op, Plan, drive
 from streamq.scripts import SCRIPT_NAMES, source
 from streamq.store import inspect, queue, records, schedules, upkeep, views
 from streamq.store.listener import DoneListener
@@ -122,13 +122,7 @@ class NodeExecutor:
     def run(self, plan: Plan[T], what: str) -> T:
         """Drive ``plan`` to its result; ``what`` prefixes any error ("enqueue failed")."""
         with wrapped(what):
-            try:
-                batch = next(plan)
-                while True:
-                    batch = plan.send(self._send(batch, what))
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
+            return drive(plan, lambda batch: self._send(batch, what))
 
     def _send(self, batch: Batch, what: str) -> list[Any]:
         ops = batch.ops

@@ -188,14 +188,8 @@ def run_stop_hooks(hooks: Sequence[Hook]) -> None:
     for hook in hooks:
         try:
             _run_hook(hook)
-        except Exception as e:  # stopping goes on; the line says what failed
-            log.error(
-                "worker.stop_hook_failed",
-                hook=hook_name(hook),
-                error_type=type(e).__name__,
-                error_message=str(e),
-                exc_info=e,
-            )
+        except Exception as e:  # noqa: BLE001 - logged; stopping goes on
+            _stop_hook_failed(hook, e)
 
 
 async def _arun_hook(hook: Hook) -> None:
@@ -222,11 +216,15 @@ async def arun_stop_hooks(hooks: Sequence[Hook]) -> None:
     for hook in hooks:
         try:
             await _arun_hook(hook)
-        except Exception as e:  # stopping goes on; the line says what failed
-            log.error(
-                "worker.stop_hook_failed",
-                hook=hook_name(hook),
-                error_type=type(e).__name__,
-                error_message=str(e),
-                exc_info=e,
-            )
+        except Exception as e:  # noqa: BLE001 - logged; stopping goes on
+            _stop_hook_failed(hook, e)
+
+
+def _stop_hook_failed(hook: Hook, e: Exception) -> None:
+    log.error(
+        "worker.stop_hook_failed",
+        hook=hook_name(hook),
+        error_type=type(e).__name__,
+        error_message=str(e),
+        exc_info=e,
+    )
