@@ -16,6 +16,8 @@ from collections.abc import Callable
 import structlog
 
 from streamq.errors import RedisSetupError, WorkerStartFailed
+from streamq.logging import capture_prints
+from streamq.ops.metrics import JobMetrics
 from streamq.pool.codes import EXIT_ERROR, EXIT_REDIS_REFUSED, EXIT_START_FAILED
 from streamq.pool.process import die_with_parent
 from streamq.producer.app import App
@@ -55,6 +57,9 @@ def child_main(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         die_with_parent(signal.SIGTERM)
         parent = os.getppid()
+        capture = capture_prints()
+        if metrics:
+            app.middleware.insert(0, JobMetrics())
         alive: Callable[[], bool] = lambda: os.getppid() == parent  # noqa: E731
         if uses_asyncio(app):
             aworker = AsyncWorker(app, settings, consumer, slots, slot, grace_s=grace_s)
@@ -64,6 +69,8 @@ def child_main(
             signal.signal(signal.SIGTERM, lambda *_: worker.stop())
             signal.signal(signal.SIGUSR1, lambda *_: worker.on_cancel_signal())
             code = worker.run(alive)
+        if capture is not None:
+            capture.release()
     except RedisSetupError as e:
         # A mistake to fix, not a crash: one line, no traceback, and a code the supervisor
         # knows not to restart on.
