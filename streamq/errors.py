@@ -95,9 +95,16 @@ class Retry(Exception):
     """Raise inside a task to ask for another attempt after ``delay_s`` seconds.
 
     It counts against ``max_retries`` like any failure, so a task cannot loop forever.
+
+    Raises:
+        ConfigError: ``delay_s`` is negative, NaN or infinite (the task then fails with it,
+            as with any error, instead of handing the worker a delay it cannot schedule).
     """
 
     def __init__(self, delay_s: float | None = None, reason: str = "") -> None:
+        # NaN fails both comparisons; infinity fails the second.
+        if delay_s is not None and not 0 <= delay_s < float("inf"):
+            raise ConfigError(f"Retry(delay_s={delay_s!r}): give a finite delay >= 0")
         super().__init__(reason or "retry requested")
         self.delay_s = delay_s
 

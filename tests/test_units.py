@@ -94,3 +94,11 @@ def test_public_api_is_sorted_and_importable() -> None:
 def test_py_typed_ships() -> None:
     """The package declares itself typed."""
     assert (PKG / "py.typed").exists()
+
+
+@pytest.mark.parametrize("delay_s", [float("nan"), float("inf"), -1.0])
+def test_retry_refuses_a_delay_no_worker_can_schedule(delay_s: float) -> None:
+    """Retry(delay_s=nan/inf/negative) is a clear ConfigError in the task, never a worker crash."""
+    with pytest.raises(ConfigError, match="finite delay"):
+        streamq.Retry(delay_s=delay_s)
+    assert streamq.Retry(delay_s=0.0).delay_s == 0.0
