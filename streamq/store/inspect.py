@@ -10,7 +10,7 @@ from typing import Any
 from streamq import scripts
 from streamq.keys import PRIORITY_LEVELS, QueueKeys
 from streamq.plan import Batch, Plan, cmd, one, refused
-from streamq.store.base import QueueGauges, QueueStats, as_str
+from streamq.store.base import QueueStats, as_str
 
 
 def stats_plan(keys: QueueKeys, group: str) -> Plan[QueueStats]:
@@ -45,45 +45,6 @@ def busy_plan(keys: QueueKeys, horizon_ms: int) -> Plan[int]:
     streams = [keys.stream_for(p) for p in PRIORITY_LEVELS]
     delayed = [keys.delayed_for(p) for p in PRIORITY_LEVELS]
     return one(scripts.busy(streams, delayed, horizon_ms))
-
-
-def gauges_plan(keys: QueueKeys, group: str, now_ms: int) -> Plan[QueueGauges]:
-    """What a metrics scrape shows of one queue: depth and oldest age per priority, pending,
-    delayed and dead.
-
-    The oldest age is ``now_ms`` minus the time in the id of the first entry past the group's
-    ``last-delivered-id``: the oldest job no worker has started, timed from when it entered
-    the stream (its enqueue, or its promotion once due), so a delayed job is not "late" before
-    its due time. Entry ids are server time, which also spares us decoding payloads.
-    """
-    ops = []
-    for p in PRIORITY_LEVELS:
-        stream = keys.stream_for(p)
-        ops += [cmd("XLEN", stream), cmd("ZCARD", keys.delayed_for(p)), cmd("XINFO GROUPS", stream)]
-    ops.append(cmd("XLEN", keys.dead))
-    *replies, dead = yield Batch(ops, tolerant=True)
-    lengths, delayed, infos = replies[0::3], replies[1::3], replies[2::3]
-    pending: dict[int, int] = {}
-    after: dict[int, str] = {}
-    for p, info in zip(PRIORITY_LEVELS, infos, strict=True):
-        mine = [] if refused(info) else [g for g in info if as_str(g["name"]) == group]
-        pending[p] = int(mine[0]["pending"]) if mine else 0
-        after[p] = "(" + as_str(mine[0]["last-delivered-id"]) if mine else "-"
-    firsts = yield Batch(
-        [cmd("XRANGE", keys.stream_for(p), after[p], "+", "COUNT", 1) for p in PRIORITY_LEVELS]
-    )
-    oldest: dict[int, int] = {}
-    for p, first in zip(PRIORITY_LEVELS, firsts, strict=True):
-        born_ms = int(as_str(first[0][0]).split("-", 1)[0]) if first else now_ms
-        oldest[p] = max(0, now_ms - born_ms)
-    return QueueGauges(
-        keys.queue,
-        {p: max(0, int(n) - pending[p]) for p, n in zip(PRIORITY_LEVELS, lengths, strict=True)},
-        oldest,
-        sum(pending.values()),
-        sum(int(n) for n in delayed),
-        int(dead),
-    )
 
 
 def config_plan(names: list[str]) -> Plan[dict[str, str]]:

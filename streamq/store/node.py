@@ -222,7 +222,7 @@ class Store(_Base):
     # inspection
     stats = _verb(inspect.stats_plan, "stats failed")
     busy = _verb(inspect.busy_plan, "busy count failed")
-    gauges = _verb(inspect.gauges_plan, "gauges failed")
+    gauges = _verb(views.gauges_plan, "gauges failed")
     server_info = _verb(inspect.server_info_plan, "info failed")
     config = _verb(inspect.config_plan, "config failed")
     has_command = _verb(inspect.has_command_plan, "command info failed")

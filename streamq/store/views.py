@@ -14,7 +14,7 @@ from typing import Any
 
 from streamq.keys import MINUTE_MS, PRIORITY_LEVELS, STATS_TTL_MS, QueueKeys
 from streamq.plan import Batch, Plan, cmd, refused
-from streamq.store.base import DeadLetter, as_str
+from streamq.store.base import DeadLetter, QueueGauges, as_str
 
 OUTCOMES = ("succeeded", "retried", "dead", "cancelled")
 
@@ -146,6 +146,29 @@ def depth_plan(keys: QueueKeys, group: str) -> Plan[Depth]:
             )
         )
     return Depth(keys.queue, levels, int(dead), sorted(consumers.values(), key=lambda c: c.name))
+
+
+def gauges_plan(keys: QueueKeys, group: str, now_ms: int) -> Plan[QueueGauges]:
+    """What a metrics scrape shows of one queue, read as the dashboard reads it
+    (:func:`depth_plan`): depth and oldest age per priority, pending, delayed and dead.
+
+    The oldest age is ``now_ms`` minus the time in the id of the first entry past the group's
+    ``last-delivered-id``: the oldest job no worker has started, timed from when it entered
+    the stream (its enqueue, or its promotion once due), so a delayed job is not "late" before
+    its due time. Entry ids are server time, which also spares us decoding payloads.
+    """
+    depth = yield from depth_plan(keys, group)
+    return QueueGauges(
+        keys.queue,
+        {lv.priority: max(0, lv.waiting) for lv in depth.levels},
+        {
+            lv.priority: 0 if lv.oldest_ms is None else max(0, now_ms - lv.oldest_ms)
+            for lv in depth.levels
+        },
+        sum(lv.pending for lv in depth.levels),
+        sum(lv.delayed for lv in depth.levels),
+        depth.dead,
+    )
 
 
 def _last_delivered(info: Any, group: str) -> str:
