@@ -272,7 +272,8 @@ def test_the_token_is_required(live: Live, browser: Any) -> None:
     _shot(browser, "login")
     browser.find_element("id", "token").send_keys("wrong")
     _click(browser, '#login button[type="submit"]')
-    assert _has(browser, "#login-failed")
+    # The click starts a navigation: wait for the next page rather than read the old one.
+    wait_until(lambda: _has(browser, "#login-failed"), 10, what="sign-in refused")
     browser.find_element("id", "token").send_keys(TOKEN)
     _click(browser, '#login button[type="submit"]')
-    assert _has(browser, f"#queue-{live.queue}")
+    wait_until(lambda: _has(browser, f"#queue-{live.queue}"), 10, what="signed in")

@@ -108,6 +108,7 @@ class AsyncWorker:
         self._stopping = False
         self._recover = False
         self._checking = False
+        self._taking = 0  # reads whose start (mark running) is in flight
         self._last_check = 0.0
         self._rng = random.Random()
         self._reader: asyncio.Task[None] | None = None
@@ -290,14 +291,18 @@ class AsyncWorker:
         items = decode_all(entries, self.app.settings.max_payload_bytes)
         jobs = [(e, env) for e, env in items if isinstance(env, Envelope) and env.tracked]
         if jobs:
-            go = await self._ops.start(
-                self.settings.group,
-                self.consumer,
-                now_ms(),
-                [e for e, _ in jobs],
-                [env.id for _, env in jobs],
-                [env.attempt for _, env in jobs],
-            )
+            self._taking += 1
+            try:
+                go = await self._ops.start(
+                    self.settings.group,
+                    self.consumer,
+                    now_ms(),
+                    [e for e, _ in jobs],
+                    [env.id for _, env in jobs],
+                    [env.attempt for _, env in jobs],
+                )
+            finally:
+                self._taking -= 1
             skipped = {e.id for (e, env), ok in zip(jobs, go, strict=True) if not ok}
             for e, env in jobs:
                 if e.id in skipped:
@@ -313,7 +318,14 @@ class AsyncWorker:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        """Start the highest-priority waiting entries while slots are free."""
+        """Start the highest-priority waiting entries while slots are free.
+
+        Not while a look for higher-priority work or another read's start is in flight: a
+        low entry could otherwise start just before a higher one joins the queue; whichever
+        of them ends last dispatches.
+        """
+        if self._checking or self._taking:
+            return
         while self._ready and self._seats and not self._stopping:
             _, _, (entry, env) = heapq.heappop(self._ready)
             if not isinstance(env, Envelope) or env.task not in self.app.tasks:
